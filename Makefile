@@ -1,0 +1,87 @@
+# Sitelink build, test and packaging. Run as root on Debian 12 or EL 7/8/9.
+#   make build   static binaries in bin/
+#   make test    the whole suite (root, namespaces, real tools; installs what it needs)
+#   make demo    a running sitelinkd in a sandbox (DEMO_FOR=30s to stop by itself)
+#   make bench   benchmarks (results go in docs/BENCHMARKS.md by hand)
+#   make lint    gofmt, go vet, staticcheck
+#   make proto   regenerate the plugin API's gRPC code
+
+SHELL      := /bin/bash
+GO         ?= go
+export GOTOOLCHAIN := local
+export CGO_ENABLED := 0
+
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' || echo 0.1.0)
+COMMIT     ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+DATE       ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+GOBUILD    := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+# Built-in plugins: every plugins/NAME/main.go.
+PLUGINS    := $(patsubst plugins/%/main.go,%,$(wildcard plugins/*/main.go))
+
+# Pinned tool versions.
+TOOLS            := $(CURDIR)/.tools/bin
+PROTOC_GEN_GO    := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GRPC  := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+STATICCHECK      := honnef.co/go/tools/cmd/staticcheck@v0.6.1
+PROTOC_VERSION   := 3.21.12
+PROTO_SRC        := plugins/sdk/proto/sitelink/plugin/v1/plugin.proto
+
+TEST_TIMEOUT ?= 40m
+
+.PHONY: all build test test-unit demo bench lint proto proto-check deps tools clean
+
+all: build
+
+build:
+	@mkdir -p bin/plugins
+	$(GOBUILD) -o bin/sitelinkd ./daemon/cmd/sitelinkd
+	$(GOBUILD) -o bin/sitelinkctl ./daemon/cmd/sitelinkctl
+	@for p in $(PLUGINS); do echo "$(GO) build -o bin/plugins/$$p ./plugins/$$p"; $(GOBUILD) -o bin/plugins/$$p ./plugins/$$p || exit 1; done
+
+# deps installs the system tools the tests and the demo use (Debian or EL), only when missing.
+deps:
+	@testenv/install-deps.sh
+
+tools:
+	@mkdir -p $(TOOLS)
+	@test -x $(TOOLS)/protoc-gen-go      || GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	@test -x $(TOOLS)/protoc-gen-go-grpc || GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GRPC)
+	@test -x $(TOOLS)/staticcheck        || GOBIN=$(TOOLS) $(GO) install $(STATICCHECK)
+
+test: deps build tools proto-check
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd plugins/examples/hello && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# test-unit runs what needs neither root nor tools.
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+demo: deps build
+	$(GO) run ./testenv/demo -bin $(CURDIR)/bin
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./daemon/... ./plugins/...
+	@for s in testenv/bench/*/run.sh; do [ -x "$$s" ] && { echo "== $$s"; "$$s" || exit 1; }; done; true
+
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS)/staticcheck ./...
+	cd plugins/examples/hello && $(GO) vet ./... && $(TOOLS)/staticcheck ./...
+
+proto: tools
+	@protoc --version | grep -q '$(PROTOC_VERSION)' || { echo "need protoc $(PROTOC_VERSION) (Debian 12: apt-get install protobuf-compiler)"; exit 1; }
+	PATH=$(TOOLS):$$PATH protoc -I plugins/sdk/proto \
+		--go_out=. --go_opt=module=github.com/sitelink/sitelink \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/sitelink/sitelink \
+		$(PROTO_SRC)
+
+# proto-check fails when the committed generated code is stale.
+proto-check: proto
+	@git diff --exit-code -- plugins/sdk/pluginpb || { echo "generated gRPC code is stale: run make proto and commit"; exit 1; }
+
+clean:
+	rm -rf bin dist .tools

@@ -1,0 +1,221 @@
+// Command testplugin is a plugin for the daemon's own tests and benchmarks: its config
+// and arguments make it crash, hang, publish events or declare other API versions and
+// capabilities, so that every supervisor path can be driven by a real process.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sitelink/sitelink/daemon/proc"
+	"github.com/sitelink/sitelink/plugins/sdk"
+)
+
+type config struct {
+	// CrashOnStart exits with status 3 in Start (a crash loop).
+	CrashOnStart bool `json:"crash_on_start"`
+	// HangStatus makes Status block (an unresponsive plugin).
+	HangStatus bool `json:"hang_status"`
+	// Greeting is returned by the echo action, to see config changes.
+	Greeting string `json:"greeting"`
+	// PublishOnStart publishes events when started.
+	PublishOnStart []event `json:"publish_on_start"`
+}
+
+type event struct {
+	Type   string            `json:"type"`
+	Attrs  map[string]string `json:"attrs"`
+	Retain bool              `json:"retain"`
+}
+
+type testPlugin struct {
+	sdk.Base
+	apiVersions []int
+	caps        []string
+
+	mu      sync.Mutex
+	cfg     config
+	role    sdk.Role
+	starts  int
+	stops   int
+	configs int
+	seen    []sdk.Event
+}
+
+const schema = `{
+  "type": "object",
+  "properties": {
+    "crash_on_start": {"type": "boolean"},
+    "hang_status": {"type": "boolean"},
+    "greeting": {"type": "string", "maxLength": 64},
+    "publish_on_start": {"type": "array"}
+  },
+  "additionalProperties": false
+}`
+
+func (p *testPlugin) Info() sdk.Info {
+	return sdk.Info{
+		Name: "testplugin", Version: "0.0.1", Description: "drives the supervisor's tests",
+		APIVersions: p.apiVersions, Capabilities: p.caps, ConfigSchema: schema,
+		Events: []sdk.EventSpec{{Type: "test", Description: "published on request"}},
+		Actions: []sdk.Action{
+			{Name: "echo", Description: "returns the greeting and the arguments",
+				Args: []sdk.Arg{{Name: "text", Type: sdk.ArgString}, {Name: "n", Type: sdk.ArgInt}},
+				Run: func(_ context.Context, a sdk.Args) (any, error) {
+					p.mu.Lock()
+					defer p.mu.Unlock()
+					return map[string]any{"greeting": p.cfg.Greeting, "text": a.String("text"), "n": a.Int("n")}, nil
+				}},
+			{Name: "state", Description: "what the plugin has seen",
+				Run: func(context.Context, sdk.Args) (any, error) {
+					p.mu.Lock()
+					defer p.mu.Unlock()
+					pc, err := proc.ReadProcCaps(os.Getpid())
+					if err != nil {
+						return nil, err
+					}
+					return map[string]any{"pid": os.Getpid(), "role": p.role, "starts": p.starts, "stops": p.stops,
+						"configs": p.configs, "greeting": p.cfg.Greeting, "events": len(p.seen),
+						"uid": pc.UID, "cap_eff": pc.Eff.Names(), "cap_prm": pc.Prm.Names(), "cap_bnd": pc.Bnd.Names()}, nil
+				}},
+			{Name: "publish", Description: "publishes an event", Mutating: true,
+				Args: []sdk.Arg{{Name: "type", Type: sdk.ArgString, Required: true}, {Name: "attrs", Type: sdk.ArgString},
+					{Name: "retain", Type: sdk.ArgBool}},
+				Run: func(ctx context.Context, a sdk.Args) (any, error) {
+					ev := sdk.Event{Type: a.String("type"), Retain: a.Bool("retain"), Attrs: map[string]string{}}
+					for _, kv := range strings.Split(a.String("attrs"), ",") {
+						if k, v, ok := strings.Cut(kv, "="); ok {
+							ev.Attrs[k] = v
+						}
+					}
+					return "ok", p.Host().Publish(ctx, ev)
+				}},
+			{Name: "count", Description: "streams n numbers", Args: []sdk.Arg{{Name: "n", Type: sdk.ArgInt, Default: "3"},
+				{Name: "every", Type: sdk.ArgDuration, Default: "1ms"}},
+				Stream: func(ctx context.Context, a sdk.Args, send func(any) error) error {
+					for i := int64(1); a.Int("n") <= 0 || i <= a.Int("n"); i++ {
+						if err := send(map[string]int64{"i": i}); err != nil {
+							return err
+						}
+						select {
+						case <-time.After(a.Duration("every")):
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}
+					return nil
+				}},
+			{Name: "log", Description: "appends a record to the log cache", Mutating: true,
+				Args: []sdk.Arg{{Name: "text", Type: sdk.ArgString, Required: true}},
+				Run: func(ctx context.Context, a sdk.Args) (any, error) {
+					b, _ := json.Marshal(a.String("text"))
+					first, last, err := p.Host().AppendLogs(ctx, []sdk.LogRecord{{Source: "test", Data: b}})
+					return map[string]uint64{"first": first, "last": last}, err
+				}},
+			{Name: "crash", Description: "exits at once", Mutating: true,
+				Run: func(context.Context, sdk.Args) (any, error) { os.Exit(7); return nil, nil }},
+		},
+	}
+}
+
+func (p *testPlugin) Init(ctx context.Context, h sdk.Host) error {
+	if err := p.Base.Init(ctx, h); err != nil {
+		return err
+	}
+	ch, err := h.Subscribe(context.Background())
+	if err != nil {
+		return err
+	}
+	go func() {
+		for ev := range ch {
+			p.mu.Lock()
+			p.seen = append(p.seen, ev)
+			p.mu.Unlock()
+		}
+	}()
+	h.Logger().Info("testplugin initialised", "state_dir", h.StateDir())
+	return nil
+}
+
+func (p *testPlugin) Configure(_ context.Context, raw json.RawMessage, validateOnly bool) error {
+	var c config
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return err
+	}
+	if strings.Contains(c.Greeting, "forbidden") {
+		return sdk.FieldErrors{{Path: "greeting", Message: "must not say forbidden"}}
+	}
+	if validateOnly {
+		return nil
+	}
+	p.mu.Lock()
+	p.cfg = c
+	p.configs++
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *testPlugin) Start(ctx context.Context, role sdk.Role) error {
+	p.mu.Lock()
+	cfg := p.cfg
+	p.role = role
+	p.starts++
+	p.mu.Unlock()
+	if cfg.CrashOnStart {
+		fmt.Fprintln(os.Stderr, "crashing on purpose")
+		os.Exit(3)
+	}
+	for _, e := range cfg.PublishOnStart {
+		if err := p.Host().Publish(ctx, sdk.Event{Type: e.Type, Attrs: e.Attrs, Retain: e.Retain}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *testPlugin) Stop(context.Context) error {
+	p.mu.Lock()
+	p.stops++
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *testPlugin) Status(ctx context.Context) sdk.Status {
+	p.mu.Lock()
+	hang := p.cfg.HangStatus
+	starts := p.starts
+	p.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+	}
+	return sdk.Status{Health: sdk.HealthOK, Summary: "test ok", Counters: map[string]uint64{"starts": uint64(starts)}}
+}
+
+func main() {
+	// Info-level behaviour comes from arguments (set in a manifest or the test's spec);
+	// the SDK's own --sitelink-plugin-info argument passes through.
+	p := &testPlugin{}
+	args := os.Args[1:]
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--api-version":
+			var v int
+			fmt.Sscan(args[i+1], &v)
+			p.apiVersions = append(p.apiVersions, v)
+			i++
+		case "--caps":
+			p.caps = strings.Split(args[i+1], ",")
+			i++
+		default:
+			rest = append(rest, args[i])
+		}
+	}
+	os.Args = append(os.Args[:1], rest...)
+	sdk.Serve(p)
+}

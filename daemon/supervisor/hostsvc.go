@@ -1,0 +1,93 @@
+package supervisor
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sitelink/sitelink/plugins/sdk"
+	"github.com/sitelink/sitelink/plugins/sdk/pluginpb"
+)
+
+// hostService serves the Host API to one plugin. The source of every event it publishes
+// is the plugin's name, whatever the plugin claims.
+type hostService struct {
+	pluginpb.UnimplementedHostServer
+	sup  *Supervisor
+	name string
+}
+
+func newHostService(s *Supervisor, name string) *hostService {
+	return &hostService{sup: s, name: name}
+}
+
+func (h *hostService) Publish(_ context.Context, req *pluginpb.PublishRequest) (*pluginpb.PublishResponse, error) {
+	if req.GetEvent() == nil || req.GetEvent().GetType() == "" {
+		return nil, status.Error(codes.InvalidArgument, "event without a type")
+	}
+	ev := sdk.EventFromProto(req.GetEvent())
+	ev.Source = h.name
+	attrs := []any{"event", ev.Type}
+	for k, v := range ev.Attrs {
+		attrs = append(attrs, k, v)
+	}
+	h.sup.opts.Logger.With("plugin", h.name).Info("event: "+ev.Message, attrs...)
+	h.sup.opts.Bus.Publish(ev)
+	return &pluginpb.PublishResponse{}, nil
+}
+
+func (h *hostService) Subscribe(req *pluginpb.SubscribeRequest, stream pluginpb.Host_SubscribeServer) error {
+	for ev := range h.sup.opts.Bus.Subscribe(stream.Context(), req.GetTypes()...) {
+		if err := stream.Send(sdk.EventToProto(ev)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *hostService) sink() (*sdk.Client, error) {
+	c := h.sup.LogSink()
+	if c == nil {
+		return nil, status.Error(codes.Unavailable, "no log cache plugin is running")
+	}
+	return c, nil
+}
+
+func (h *hostService) AppendLogs(ctx context.Context, req *pluginpb.AppendRequest) (*pluginpb.AppendResponse, error) {
+	c, err := h.sink()
+	if err != nil {
+		return nil, err
+	}
+	return c.AppendLogs(ctx, req)
+}
+
+func (h *hostService) AppendLogsStream(stream pluginpb.Host_AppendLogsStreamServer) error {
+	c, err := h.sink()
+	if err != nil {
+		return err
+	}
+	out, err := c.OpenLogSinkStream(stream.Context())
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "open log sink stream: %v", err)
+	}
+	var once sync.Once
+	defer once.Do(func() { _ = out.CloseSend() })
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		if err := out.Send(req); err != nil {
+			return status.Errorf(codes.Unavailable, "log sink: %v", err)
+		}
+		resp, err := out.Recv()
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "log sink: %v", err)
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
