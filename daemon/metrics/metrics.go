@@ -233,4 +233,3 @@ func (e *Exporter) HealthHandler(ready bool) http.Handler {
 		_ = json.NewEncoder(w).Encode(h)
 	})
 }
-

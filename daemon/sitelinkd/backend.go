@@ -50,10 +50,14 @@ func (s *System) RestartPlugin(_ context.Context, name string) error {
 }
 
 // EnablePlugin enables a plugin disabled with DisablePlugin; kept across restarts.
-func (s *System) EnablePlugin(_ context.Context, name string) error { return s.setDisabled(name, false) }
+func (s *System) EnablePlugin(_ context.Context, name string) error {
+	return s.setDisabled(name, false)
+}
 
 // DisablePlugin stops a plugin until enabled again; kept across restarts.
-func (s *System) DisablePlugin(_ context.Context, name string) error { return s.setDisabled(name, true) }
+func (s *System) DisablePlugin(_ context.Context, name string) error {
+	return s.setDisabled(name, true)
+}
 
 func (s *System) disabledPath() string {
 	return filepath.Join(s.config().Daemon.StateDir, "disabled.json")

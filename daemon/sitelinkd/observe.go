@@ -24,7 +24,9 @@ func (s *System) DaemonState() string { return s.daemonState() }
 func (s *System) Role() string { return string(s.sup.Role()) }
 
 // PluginMetrics is each running plugin's metrics text.
-func (s *System) PluginMetrics(ctx context.Context) map[string][]byte { return s.sup.PluginMetrics(ctx) }
+func (s *System) PluginMetrics(ctx context.Context) map[string][]byte {
+	return s.sup.PluginMetrics(ctx)
+}
 
 // serveObservability registers /metrics, /healthz and /readyz on the admin socket and,
 // when configured, serves them on a TCP address too (loopback when no host is given).

@@ -14,6 +14,7 @@ import (
 	"github.com/sitelink/sitelink/daemon/admin"
 	"github.com/sitelink/sitelink/daemon/api"
 	"github.com/sitelink/sitelink/daemon/config"
+	"github.com/sitelink/sitelink/daemon/dbusapi"
 	"github.com/sitelink/sitelink/daemon/eventbus"
 	"github.com/sitelink/sitelink/daemon/logging"
 	"github.com/sitelink/sitelink/daemon/metrics"
@@ -31,6 +32,8 @@ type Options struct {
 	Version   VersionInfo
 	// Self is the sitelinkd executable (the plugin launcher).
 	Self string
+	// DBusAddress is the bus to serve on ("" = the system bus).
+	DBusAddress string
 }
 
 // VersionInfo is stamped at build time.
@@ -129,6 +132,7 @@ func (s *System) run(ctx context.Context) error {
 	if err := s.serveObservability(ctx, srv, cfg.Daemon.MetricsListen); err != nil {
 		return err
 	}
+	go s.serveDBus(ctx)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx) }()
 
@@ -326,4 +330,12 @@ func newLogger(cfg *config.Config, opts Options) (*logging.Logger, error) {
 		format = opts.LogFormat
 	}
 	return logging.Stderr(format, cfg.Daemon.LogLevel)
+}
+
+// serveDBus offers the daemon on the system bus; without a bus it warns once and keeps
+// trying (the dbusapi package reconnects by itself).
+func (s *System) serveDBus(ctx context.Context) {
+	if err := dbusapi.Serve(ctx, s, dbusapi.Options{Address: s.opts.DBusAddress, Logger: s.log}); err != nil {
+		s.log.Error("D-Bus service not available", "error", err)
+	}
 }

@@ -39,6 +39,7 @@ func run() error {
 	cleanup := flag.Bool("cleanup", false, "remove what kernel-facing plugins left behind (after a crash) and exit")
 	logFormat := flag.String("log-format", "", "log format: auto, text or json (overrides daemon.log_format)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	dbusAddr := flag.String("dbus-address", "", "D-Bus bus address to serve on (default: the system bus)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v (see --help)", flag.Args())
@@ -52,7 +53,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	opts := sitelinkd.Options{ConfigPath: *configPath, SocketPath: *socket, LogFormat: *logFormat, Version: v, Self: self}
+	opts := sitelinkd.Options{ConfigPath: *configPath, SocketPath: *socket, LogFormat: *logFormat, Version: v, Self: self, DBusAddress: *dbusAddr}
 	ctx := context.Background()
 	switch {
 	case *checkConfig != "":
