@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitelink/sitelink/daemon/api"
@@ -143,7 +144,7 @@ func (e *Exporter) Gather(ctx context.Context) ([]*dto.MetricFamily, error) {
 	}
 	sort.Strings(names)
 	for _, plugin := range names {
-		var parser expfmt.TextParser
+		parser := expfmt.NewTextParser(model.UTF8Validation)
 		fams, err := parser.TextToMetricFamilies(bytes.NewReader(texts[plugin]))
 		if err != nil {
 			e.log.Warn("plugin metrics unreadable", "plugin", plugin, "error", err)

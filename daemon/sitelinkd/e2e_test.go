@@ -28,7 +28,7 @@ import (
 
 // bins holds the binaries built once for all tests.
 var bins struct {
-	dir, sitelinkd, sitelinkctl, testplugin, hello string
+	dir, sitelinkd, sitelinkctl, testplugin, hello, logcache string
 }
 
 func TestMain(m *testing.M) {
@@ -51,11 +51,13 @@ func TestMain(m *testing.M) {
 		bins.sitelinkctl = filepath.Join(dir, "sitelinkctl")
 		bins.testplugin = filepath.Join(dir, "plugins", "testplugin")
 		bins.hello = filepath.Join(dir, "vendor", "hello")
+		bins.logcache = filepath.Join(dir, "plugins", "logcache")
 		root := moduleRoot()
 		for _, b := range []struct{ out, pkg, dir string }{
 			{bins.sitelinkd, "./daemon/cmd/sitelinkd", root},
 			{bins.sitelinkctl, "./daemon/cmd/sitelinkctl", root},
 			{bins.testplugin, "./daemon/internal/testplugin", root},
+			{bins.logcache, "./plugins/logcache", root},
 			{bins.hello, ".", filepath.Join(root, "plugins/examples/hello")},
 		} {
 			cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
@@ -541,4 +543,22 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -2,9 +2,10 @@ package supervisor
 
 import (
 	"context"
-	"sync"
+	"io"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/sitelink/sitelink/plugins/sdk"
@@ -39,7 +40,12 @@ func (h *hostService) Publish(_ context.Context, req *pluginpb.PublishRequest) (
 }
 
 func (h *hostService) Subscribe(req *pluginpb.SubscribeRequest, stream pluginpb.Host_SubscribeServer) error {
-	for ev := range h.sup.opts.Bus.Subscribe(stream.Context(), req.GetTypes()...) {
+	events := h.sup.opts.Bus.Subscribe(stream.Context(), req.GetTypes()...)
+	// Registered: tell the plugin, whose Subscribe waits for these headers.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	for ev := range events {
 		if err := stream.Send(sdk.EventToProto(ev)); err != nil {
 			return err
 		}
@@ -63,26 +69,39 @@ func (h *hostService) AppendLogs(ctx context.Context, req *pluginpb.AppendReques
 	return c.AppendLogs(ctx, req)
 }
 
+// AppendLogsStream relays a plugin's append stream to the log sink's, keeping many
+// batches in flight: requests and acknowledgements flow independently, in order.
 func (h *hostService) AppendLogsStream(stream pluginpb.Host_AppendLogsStreamServer) error {
 	c, err := h.sink()
 	if err != nil {
 		return err
 	}
-	out, err := c.OpenLogSinkStream(stream.Context())
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	out, err := c.OpenLogSinkStream(ctx)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "open log sink stream: %v", err)
 	}
-	var once sync.Once
-	defer once.Do(func() { _ = out.CloseSend() })
+	upstream := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				_ = out.CloseSend()
+				upstream <- nil
+				return
+			}
+			if err := out.Send(req); err != nil {
+				upstream <- status.Errorf(codes.Unavailable, "log sink: %v", err)
+				return
+			}
+		}
+	}()
 	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil
-		}
-		if err := out.Send(req); err != nil {
-			return status.Errorf(codes.Unavailable, "log sink: %v", err)
-		}
 		resp, err := out.Recv()
+		if err == io.EOF {
+			return <-upstream
+		}
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "log sink: %v", err)
 		}

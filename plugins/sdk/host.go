@@ -27,7 +27,9 @@ type Host interface {
 	// Publish sends an event to the other plugins and the daemon.
 	Publish(ctx context.Context, ev Event) error
 	// Subscribe delivers events of the given types (all when none) until ctx ends;
-	// retained events come first. The channel is closed when the subscription ends.
+	// retained events come first. Every event published after Subscribe returns is
+	// delivered (unless the subscriber falls 256 events behind). The channel is closed
+	// when the subscription ends.
 	Subscribe(ctx context.Context, types ...string) (<-chan Event, error)
 	// AppendLogs appends records to the appliance's log cache and returns once the
 	// cache has them as durably as its policy says.
@@ -60,6 +62,11 @@ func (h *remoteHost) Publish(ctx context.Context, ev Event) error {
 func (h *remoteHost) Subscribe(ctx context.Context, types ...string) (<-chan Event, error) {
 	stream, err := h.client.Subscribe(ctx, &pluginpb.SubscribeRequest{Types: types})
 	if err != nil {
+		return nil, fmt.Errorf("subscribe to %v: %w", types, err)
+	}
+	// The host sends the headers once the subscription is registered: after this no
+	// event published from now on is missed.
+	if _, err := stream.Header(); err != nil {
 		return nil, fmt.Errorf("subscribe to %v: %w", types, err)
 	}
 	ch := make(chan Event, 64)
@@ -99,20 +106,40 @@ func (h *remoteHost) OpenLogStream(ctx context.Context) (*LogStream, error) {
 	return &LogStream{stream: s}, nil
 }
 
-// LogStream appends batches of records over one stream, each acknowledged in order.
-// It is safe for one goroutine at a time.
+// LogStream appends batches of records over one stream. Append sends a batch and waits
+// for its acknowledgement; Send and Ack pipeline: many batches may be in flight (the
+// log cache acknowledges them in order, each once durable by its policy), which is how a
+// busy producer reaches full throughput under the interval policy. A LogStream is for
+// one goroutine at a time (or one sending and one acknowledging).
 type LogStream struct {
-	mu     sync.Mutex
+	send   sync.Mutex
+	recv   sync.Mutex
 	stream pluginpb.Host_AppendLogsStreamClient
 }
 
-// Append sends one batch and waits for its acknowledgement.
+// Append sends one batch and waits for its acknowledgement (no other batch may be in
+// flight).
 func (s *LogStream) Append(records []LogRecord) (first, last uint64, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.stream.Send(&pluginpb.AppendRequest{Records: LogRecordsToProto(records)}); err != nil {
-		return 0, 0, fmt.Errorf("send %d log records: %w", len(records), err)
+	if err := s.Send(records); err != nil {
+		return 0, 0, err
 	}
+	return s.Ack()
+}
+
+// Send sends one batch without waiting.
+func (s *LogStream) Send(records []LogRecord) error {
+	s.send.Lock()
+	defer s.send.Unlock()
+	if err := s.stream.Send(&pluginpb.AppendRequest{Records: LogRecordsToProto(records)}); err != nil {
+		return fmt.Errorf("send %d log records: %w", len(records), err)
+	}
+	return nil
+}
+
+// Ack waits for the acknowledgement of the oldest batch sent and not yet acknowledged.
+func (s *LogStream) Ack() (first, last uint64, err error) {
+	s.recv.Lock()
+	defer s.recv.Unlock()
 	resp, err := s.stream.Recv()
 	if err != nil {
 		return 0, 0, fmt.Errorf("log records not acknowledged: %w", err)

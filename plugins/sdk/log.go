@@ -70,9 +70,9 @@ func (f *LogForwarder) Write(p []byte) (int, error) {
 	defer f.mu.Unlock()
 	n := len(p)
 	for len(p) > 0 {
+		room := maxLogLine - f.buf.Len()
 		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			room := maxLogLine - f.buf.Len()
+		if i < 0 || i > room { // no end of line within the cap
 			if len(p) > room {
 				f.buf.Write(p[:room])
 				f.flushLine()
@@ -106,7 +106,10 @@ func (f *LogForwarder) flushLine() {
 	}
 	if line[0] == '{' {
 		if rec, ok := parseLogLine(line); ok {
-			_ = f.logger.Handler().Handle(context.Background(), rec)
+			// Handle does not filter by level: the daemon's level applies to plugins too.
+			if f.logger.Enabled(context.Background(), rec.Level) {
+				_ = f.logger.Handler().Handle(context.Background(), rec)
+			}
 			return
 		}
 	}

@@ -153,7 +153,7 @@ func (s *server) Init(ctx context.Context, req *pluginpb.InitRequest) (*pluginpb
 		s.actions[a.Name] = a
 	}
 	if err := s.impl.Init(ctx, h); err != nil {
-		return nil, toStatus(fmt.Errorf("init: %w", err))
+		return nil, toStatus(err)
 	}
 	s.host = h
 	return &pluginpb.InitResponse{}, nil
@@ -205,7 +205,7 @@ func (s *server) Start(ctx context.Context, req *pluginpb.StartRequest) (*plugin
 		return &pluginpb.StartResponse{}, nil
 	}
 	if err := s.impl.Start(ctx, RoleFromProto(req.GetRole())); err != nil {
-		return nil, toStatus(fmt.Errorf("start: %w", err))
+		return nil, toStatus(err)
 	}
 	s.state = pluginpb.State_STATE_RUNNING
 	return &pluginpb.StartResponse{}, nil
@@ -223,7 +223,7 @@ func (s *server) Stop(ctx context.Context, _ *pluginpb.StopRequest) (*pluginpb.S
 	err := s.impl.Stop(ctx)
 	s.state = pluginpb.State_STATE_STOPPED
 	if err != nil {
-		return nil, toStatus(fmt.Errorf("stop: %w", err))
+		return nil, toStatus(err)
 	}
 	return &pluginpb.StopResponse{}, nil
 }
@@ -329,14 +329,19 @@ func (s *server) Cleanup(ctx context.Context, _ *pluginpb.CleanupRequest) (*plug
 	}
 	removed, err := s.impl.Cleanup(ctx)
 	if err != nil {
-		return nil, toStatus(fmt.Errorf("cleanup: %w", err))
+		return nil, toStatus(err)
 	}
 	return &pluginpb.CleanupResponse{Removed: removed}, nil
 }
 
 // toStatus keeps gRPC status errors and turns argument errors into InvalidArgument.
+// Unavailable, from a call the plugin made (a host service), becomes
+// FailedPrecondition: the host reads Unavailable as the plugin itself being gone.
 func toStatus(err error) error {
-	if _, ok := status.FromError(err); ok {
+	if st, ok := status.FromError(err); ok {
+		if st.Code() == codes.Unavailable {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
 		return err
 	}
 	var ae *ArgError
@@ -367,17 +372,58 @@ func (s *sinkServer) Append(ctx context.Context, req *pluginpb.AppendRequest) (*
 }
 
 func (s *sinkServer) AppendStream(stream pluginpb.LogSink_AppendStreamServer) error {
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil // the client closed or went away
+	return serveAppendStream(stream.Context(), stream.Recv, stream.Send,
+		func(ctx context.Context, req *pluginpb.AppendRequest) (*pluginpb.AppendResponse, error) {
+			first, last, err := s.sink.AppendLogs(ctx, LogRecordsFromProto(req.GetRecords()))
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			return &pluginpb.AppendResponse{FirstSeq: first, LastSeq: last}, nil
+		})
+}
+
+// MaxAppendsInFlight bounds the batches of one append stream being stored at once.
+const MaxAppendsInFlight = 64
+
+// serveAppendStream runs the appends of a stream concurrently (up to MaxAppendsInFlight,
+// so a producer can pipeline) and answers them in order.
+func serveAppendStream(ctx context.Context, recv func() (*pluginpb.AppendRequest, error),
+	send func(*pluginpb.AppendResponse) error,
+	appendFn func(context.Context, *pluginpb.AppendRequest) (*pluginpb.AppendResponse, error)) error {
+	type result struct {
+		resp *pluginpb.AppendResponse
+		err  error
+	}
+	queue := make(chan chan result, MaxAppendsInFlight)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		for {
+			req, err := recv()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			ch := make(chan result, 1)
+			select {
+			case queue <- ch:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				resp, err := appendFn(ctx, req)
+				ch <- result{resp, err}
+			}()
 		}
-		first, last, err := s.sink.AppendLogs(stream.Context(), LogRecordsFromProto(req.GetRecords()))
-		if err != nil {
-			return toStatus(err)
+	}()
+	for ch := range queue {
+		r := <-ch
+		if r.err != nil {
+			return r.err
 		}
-		if err := stream.Send(&pluginpb.AppendResponse{FirstSeq: first, LastSeq: last}); err != nil {
+		if err := send(r.resp); err != nil {
 			return err
 		}
 	}
+	return nil // the producer closed its side (or went away)
 }

@@ -1,6 +1,11 @@
 // Command testplugin is a plugin for the daemon's own tests and benchmarks: its config
 // and arguments make it crash, hang, publish events or declare other API versions and
 // capabilities, so that every supervisor path can be driven by a real process.
+//
+// For the tests under real systemd (package systemd) it can also start slowly
+// (start_delay) and leave kernel state behind like a crashed network plugin: with
+// --kernel-facing and config link: NAME, Start creates a veth pair NAME/NAME-p that Stop
+// keeps and Cleanup removes (found by its alias, also after a crash).
 package main
 
 import (
@@ -8,13 +13,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/sitelink/sitelink/daemon/proc"
 	"github.com/sitelink/sitelink/plugins/sdk"
 )
+
+// linkAlias marks the veth pairs this plugin creates, so that Cleanup finds them without
+// a config (after a crash, from `sitelinkd --cleanup`).
+const linkAlias = "sitelink-testplugin"
 
 type config struct {
 	// CrashOnStart exits with status 3 in Start (a crash loop).
@@ -25,6 +37,11 @@ type config struct {
 	Greeting string `json:"greeting"`
 	// PublishOnStart publishes events when started.
 	PublishOnStart []event `json:"publish_on_start"`
+	// StartDelay makes Start take this long (a Go duration, e.g. "1500ms").
+	StartDelay string `json:"start_delay"`
+	// Link is a veth pair's name that Start creates (needs --kernel-facing and
+	// CAP_NET_ADMIN) and Stop leaves behind; Cleanup removes it.
+	Link string `json:"link"`
 }
 
 type event struct {
@@ -35,8 +52,9 @@ type event struct {
 
 type testPlugin struct {
 	sdk.Base
-	apiVersions []int
-	caps        []string
+	apiVersions  []int
+	caps         []string
+	kernelFacing bool
 
 	mu      sync.Mutex
 	cfg     config
@@ -53,7 +71,9 @@ const schema = `{
     "crash_on_start": {"type": "boolean"},
     "hang_status": {"type": "boolean"},
     "greeting": {"type": "string", "maxLength": 64},
-    "publish_on_start": {"type": "array"}
+    "publish_on_start": {"type": "array"},
+    "start_delay": {"type": "string"},
+    "link": {"type": "string", "pattern": "^[a-z][a-z0-9]{0,12}$"}
   },
   "additionalProperties": false
 }`
@@ -61,7 +81,7 @@ const schema = `{
 func (p *testPlugin) Info() sdk.Info {
 	return sdk.Info{
 		Name: "testplugin", Version: "0.0.1", Description: "drives the supervisor's tests",
-		APIVersions: p.apiVersions, Capabilities: p.caps, ConfigSchema: schema,
+		APIVersions: p.apiVersions, Capabilities: p.caps, ConfigSchema: schema, KernelFacing: p.kernelFacing,
 		Events: []sdk.EventSpec{{Type: "test", Description: "published on request"}},
 		Actions: []sdk.Action{
 			{Name: "echo", Description: "returns the greeting and the arguments",
@@ -80,7 +100,7 @@ func (p *testPlugin) Info() sdk.Info {
 						return nil, err
 					}
 					return map[string]any{"pid": os.Getpid(), "role": p.role, "starts": p.starts, "stops": p.stops,
-						"configs": p.configs, "greeting": p.cfg.Greeting, "events": len(p.seen),
+						"configs": p.configs, "greeting": p.cfg.Greeting, "events": len(p.seen), "state_dir_writable": p.stateWritable(),
 						"uid": pc.UID, "cap_eff": pc.Eff.Names(), "cap_prm": pc.Prm.Names(), "cap_bnd": pc.Bnd.Names()}, nil
 				}},
 			{Name: "publish", Description: "publishes an event", Mutating: true,
@@ -117,6 +137,10 @@ func (p *testPlugin) Info() sdk.Info {
 					first, last, err := p.Host().AppendLogs(ctx, []sdk.LogRecord{{Source: "test", Data: b}})
 					return map[string]uint64{"first": first, "last": last}, err
 				}},
+			{Name: "flood", Description: "appends n records of size bytes to the log cache over a log stream, in batches", Mutating: true,
+				Args: []sdk.Arg{{Name: "n", Type: sdk.ArgInt, Default: "100000"}, {Name: "size", Type: sdk.ArgInt, Default: "256"},
+					{Name: "batch", Type: sdk.ArgInt, Default: "1000"}},
+				Run: func(ctx context.Context, a sdk.Args) (any, error) { return flood(ctx, p.Host(), a) }},
 			{Name: "crash", Description: "exits at once", Mutating: true,
 				Run: func(context.Context, sdk.Args) (any, error) { os.Exit(7); return nil, nil }},
 		},
@@ -150,6 +174,14 @@ func (p *testPlugin) Configure(_ context.Context, raw json.RawMessage, validateO
 	if strings.Contains(c.Greeting, "forbidden") {
 		return sdk.FieldErrors{{Path: "greeting", Message: "must not say forbidden"}}
 	}
+	if c.StartDelay != "" {
+		if d, err := time.ParseDuration(c.StartDelay); err != nil || d < 0 {
+			return sdk.FieldErrors{{Path: "start_delay", Message: fmt.Sprintf("not a duration: %q", c.StartDelay)}}
+		}
+	}
+	if c.Link != "" && !p.kernelFacing {
+		return sdk.FieldErrors{{Path: "link", Message: "needs the plugin to run with --kernel-facing"}}
+	}
 	if validateOnly {
 		return nil
 	}
@@ -170,6 +202,18 @@ func (p *testPlugin) Start(ctx context.Context, role sdk.Role) error {
 		fmt.Fprintln(os.Stderr, "crashing on purpose")
 		os.Exit(3)
 	}
+	if d, _ := time.ParseDuration(cfg.StartDelay); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return fmt.Errorf("start delay: %w", ctx.Err())
+		}
+	}
+	if cfg.Link != "" {
+		if err := addVeth(cfg.Link); err != nil {
+			return err
+		}
+	}
 	for _, e := range cfg.PublishOnStart {
 		if err := p.Host().Publish(ctx, sdk.Event{Type: e.Type, Attrs: e.Attrs, Retain: e.Retain}); err != nil {
 			return err
@@ -178,6 +222,60 @@ func (p *testPlugin) Start(ctx context.Context, role sdk.Role) error {
 	return nil
 }
 
+// stateWritable reports whether the plugin can create a file in its state directory
+// (the directories above it must let the plugin's user through).
+func (p *testPlugin) stateWritable() bool {
+	f := filepath.Join(p.Host().StateDir(), ".write-probe")
+	if err := os.WriteFile(f, []byte("ok"), 0o600); err != nil {
+		return false
+	}
+	return os.Remove(f) == nil
+}
+
+// addVeth creates the veth pair name/name-p marked with linkAlias; an existing one is
+// kept (Start after a restart without cleanup).
+func addVeth(name string) error {
+	if l, err := netlink.LinkByName(name); err == nil && l.Attrs().Alias == linkAlias {
+		return nil
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: name + "-p"}); err != nil {
+		return fmt.Errorf("create veth %s: %w", name, err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find veth %s: %w", name, err)
+	}
+	if err := netlink.LinkSetAlias(l, linkAlias); err != nil {
+		return fmt.Errorf("set alias of %s: %w", name, err)
+	}
+	return nil
+}
+
+// Cleanup removes every veth pair marked with linkAlias (deleting one end removes both).
+func (p *testPlugin) Cleanup(context.Context) ([]string, error) {
+	if !p.kernelFacing {
+		return nil, nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var removed []string
+	for _, l := range links {
+		if l.Attrs().Alias != linkAlias || l.Type() != "veth" {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			return removed, fmt.Errorf("delete link %s: %w", l.Attrs().Name, err)
+		}
+		removed = append(removed, "link "+l.Attrs().Name)
+	}
+	return removed, nil
+}
+
+// Stop leaves the veth pair in place on purpose: Cleanup is what removes it.
 func (p *testPlugin) Stop(context.Context) error {
 	p.mu.Lock()
 	p.stops++
@@ -212,10 +310,56 @@ func main() {
 		case "--caps":
 			p.caps = strings.Split(args[i+1], ",")
 			i++
+		case "--kernel-facing":
+			p.kernelFacing = true
 		default:
 			rest = append(rest, args[i])
 		}
 	}
 	os.Args = append(os.Args[:1], rest...)
 	sdk.Serve(p)
+}
+
+// flood appends records as fast as the log cache takes them and reports the rate.
+func flood(ctx context.Context, h sdk.Host, a sdk.Args) (any, error) {
+	n, size, batch := int(a.Int("n")), int(a.Int("size")), int(a.Int("batch"))
+	if n <= 0 || size < 16 || batch <= 0 {
+		return nil, &sdk.ArgError{Msg: "n > 0, size >= 16 and batch > 0 please"}
+	}
+	// A JSON string whose stored line is about size bytes (the store adds ~90 bytes).
+	pad := size - 90
+	if pad < 1 {
+		pad = 1
+	}
+	data, _ := json.Marshal(strings.Repeat("x", pad))
+	recs := make([]sdk.LogRecord, batch)
+	for i := range recs {
+		recs[i] = sdk.LogRecord{Source: "flood", Data: data}
+	}
+	stream, err := h.OpenLogStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	start := time.Now()
+	inFlight := 0
+	for sent := 0; sent < n; sent += batch {
+		if inFlight == sdk.MaxAppendsInFlight {
+			if _, _, err := stream.Ack(); err != nil {
+				return nil, err
+			}
+			inFlight--
+		}
+		if err := stream.Send(recs[:min(batch, n-sent)]); err != nil {
+			return nil, err
+		}
+		inFlight++
+	}
+	for ; inFlight > 0; inFlight-- {
+		if _, _, err := stream.Ack(); err != nil {
+			return nil, err
+		}
+	}
+	el := time.Since(start)
+	return map[string]any{"records": n, "seconds": el.Seconds(), "records_per_second": float64(n) / el.Seconds()}, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/sitelink/sitelink/plugins/sdk"
@@ -282,6 +283,9 @@ func (f *fakeHost) Subscribe(req *pluginpb.SubscribeRequest, stream pluginpb.Hos
 	}
 	f.subs[ch] = req.GetTypes()
 	f.mu.Unlock()
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 	defer func() {
 		f.mu.Lock()
 		delete(f.subs, ch)

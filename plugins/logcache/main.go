@@ -1,0 +1,10 @@
+// Command logcache is Sitelink's log cache plugin: the appliance's capped, crash-safe
+// disk ring of logs (see package cache and its store).
+package main
+
+import (
+	"github.com/sitelink/sitelink/plugins/logcache/cache"
+	"github.com/sitelink/sitelink/plugins/sdk"
+)
+
+func main() { sdk.Serve(cache.New()) }
