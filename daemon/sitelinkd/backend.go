@@ -28,10 +28,10 @@ func (s *System) Status(ctx context.Context) api.Status {
 	st := api.Status{Version: s.opts.Version.Version, PID: os.Getpid(), StartedAt: s.started,
 		ConfigFile: s.cfg.Source, LastReload: s.lastReload, ConfigError: s.configErr}
 	s.mu.Unlock()
+	st.Plugins = s.sup.Status(ctx) // refreshes what the state and the line are made of
 	st.State = s.daemonState()
 	st.StatusLine = s.statusLine()
 	st.Role = string(s.sup.Role())
-	st.Plugins = s.sup.Status(ctx)
 	return st
 }
 

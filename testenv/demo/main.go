@@ -79,10 +79,14 @@ func run() error {
 		return err
 	}
 	dir := filepath.Join(env.Dir(), "sitelink")
-	for _, d := range []string{dir, filepath.Join(dir, "plugins.d"), filepath.Join(dir, "vendor")} {
+	for _, d := range []string{dir, filepath.Join(dir, "plugins.d"), filepath.Join(dir, "vendor"), filepath.Join(dir, "cache")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	// The package makes the log cache's directory for the plugins' user; so does the demo.
+	if err := os.Chown(filepath.Join(dir, "cache"), 65534, 65534); err != nil {
+		return err
 	}
 	if err := os.Chmod(env.Dir(), 0o755); err != nil {
 		return err
@@ -113,7 +117,7 @@ func run() error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = testenv.WaitFor(wctx, "sitelinkd ready", func() (bool, error) {
 		var st api.Status
-		return ctlJSON(ctl, &st, "status") == nil && st.State == api.DaemonRunning, nil
+		return ctlJSON(ctl, &st, "status") == nil && (st.State == api.DaemonRunning || st.State == api.DaemonDegraded), nil
 	})
 	cancel()
 	if err != nil {
@@ -126,6 +130,8 @@ func run() error {
 	show(ctl("hello", "greet", "--name", "demo"))
 	step("sitelinkctl plugins show hello")
 	show(ctl("plugins", "show", "hello"))
+	step("sitelinkctl logcache tail --source audit   (the audit trail the log cache keeps)")
+	show(ctl("logcache", "tail", "--source", "audit", "--lines", "5"))
 	step("kill -9 of the hello plugin: the supervisor restarts it")
 	if err := killPlugin(ctl); err != nil {
 		fmt.Println("   ", err)
