@@ -260,7 +260,6 @@ func TestExecMainErrors(t *testing.T) {
 	}
 }
 
-
 // The credential change clears the parent-death signal; the launcher re-arms it, so a
 // plugin running as another user still dies with a `kill -9`ed daemon.
 func TestPluginDiesWithDaemon(t *testing.T) {
@@ -287,6 +286,11 @@ func TestPluginDiesWithDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if !gone(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	// Wait until the plugin runs as nobody (after the launcher's exec).
 	uid, _, err := UserIDs("nobody")
 	if err != nil {

@@ -36,31 +36,38 @@ func bootID() string {
 }
 
 func startTime(pid int) (uint64, error) {
+	st, _, err := stat(pid)
+	return st, err
+}
+
+// stat reads the start time and the state letter (R, S, Z …) of a process.
+func stat(pid int) (uint64, string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+		return 0, "", fmt.Errorf("read stat of pid %d: %w", pid, err)
 	}
 	// The command name (field 2) may hold spaces and parentheses: fields start after the
 	// last ')'.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, fmt.Errorf("parse stat of pid %d", pid)
+		return 0, "", fmt.Errorf("parse stat of pid %d", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 20 {
-		return 0, fmt.Errorf("parse stat of pid %d: %d fields", pid, len(f))
+		return 0, "", fmt.Errorf("parse stat of pid %d: %d fields", pid, len(f))
 	}
-	return strconv.ParseUint(f[19], 10, 64) // field 22 overall
+	st, err := strconv.ParseUint(f[19], 10, 64) // field 22 overall
+	return st, f[0], err
 }
 
 // Alive reports whether the process of the record still runs (the same process, not
-// one that reuses its PID).
+// one that reuses its PID). A zombie, dead but not yet reaped, does not run.
 func (r Record) Alive() bool {
 	if r.BootID != bootID() {
 		return false
 	}
-	st, err := startTime(r.PID)
-	return err == nil && st == r.StartTime
+	st, state, err := stat(r.PID)
+	return err == nil && st == r.StartTime && state != "Z" && state != "X"
 }
 
 // Save writes the record to path atomically.

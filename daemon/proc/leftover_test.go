@@ -90,7 +90,7 @@ func TestRecordSave(t *testing.T) {
 
 // groupLeader starts `sh -c 'sleep 60 & echo $!; wait'` as the leader of its own process
 // group, like a plugin, and returns it with the pid of its sleeping child.
-func groupLeader(t *testing.T) (*exec.Cmd, int, <-chan error) {
+func groupLeader(t *testing.T) (*exec.Cmd, int, *waited) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", "sleep 60 & echo $!; wait")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -109,13 +109,19 @@ func groupLeader(t *testing.T) (*exec.Cmd, int, <-chan error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	w := &waited{done: make(chan struct{})}
+	go func() { w.err = cmd.Wait(); close(w.done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-w.done
 	})
-	return cmd, child, done
+	return cmd, child, w
+}
+
+// waited is the end of a process: done closes when Wait returned err.
+type waited struct {
+	done chan struct{}
+	err  error
 }
 
 // gone reports whether pid no longer runs (a zombie counts as gone).
@@ -187,7 +193,8 @@ func TestReap(t *testing.T) {
 		t.Fatalf("killed %+v, want only %+v", killed, rec)
 	}
 	select {
-	case err := <-oursDone:
+	case <-oursDone.done:
+		err := oursDone.err
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("leftover ended with %v, want SIGKILL", err)
@@ -198,8 +205,8 @@ func TestReap(t *testing.T) {
 	// The whole process group goes, not just its leader.
 	waitGone(t, oursChild, 5*time.Second)
 	select {
-	case err := <-reusedDone:
-		t.Fatalf("the process that reuses a recorded pid was killed: %v", err)
+	case <-reusedDone.done:
+		t.Fatalf("the process that reuses a recorded pid was killed: %v", reusedDone.err)
 	default:
 	}
 	if gone(reused.Process.Pid) {
@@ -215,5 +222,39 @@ func TestReap(t *testing.T) {
 	}
 	if killed, err := Reap(filepath.Join(dir, "missing")); err != nil || len(killed) != 0 {
 		t.Fatalf("Reap of a missing directory = %v, %v", killed, err)
+	}
+}
+
+// A zombie (exited, not yet reaped by its parent) is not alive: there is nothing to kill.
+func TestZombieNotAlive(t *testing.T) {
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	rec, err := Identify("z", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, state, err := stat(pid); err == nil && state == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child did not become a zombie")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if rec.Alive() {
+		t.Fatal("a zombie counts as alive")
+	}
+	dir := t.TempDir()
+	if err := rec.Save(filepath.Join(dir, "z.pid")); err != nil {
+		t.Fatal(err)
+	}
+	if killed, err := Reap(dir); err != nil || len(killed) != 0 {
+		t.Fatalf("Reap of a zombie's record = %+v, %v", killed, err)
 	}
 }

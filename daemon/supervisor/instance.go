@@ -99,6 +99,8 @@ func (in *instance) stop(ctx context.Context) error {
 	select {
 	case <-done:
 		return nil
+	case <-in.stopped: // it had ended already: the command went into the buffer unread
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop plugin %s: %w", in.name, ctx.Err())
 	}
@@ -198,12 +200,15 @@ func (in *instance) run(ctx context.Context) {
 			}
 			continue
 		}
+		// Take the change channel before looking, so that a dependency that comes up
+		// in between still wakes us.
+		changed := in.sup.changedCh()
 		if waiting := in.waitingFor(spec); waiting != "" {
 			in.mu.Lock()
 			in.st.Reasons = []string{"waiting for " + waiting}
 			in.mu.Unlock()
 			in.setState(api.PluginStarting, "")
-			c, ok := in.waitCommand(ctx, in.sup.changedCh())
+			c, ok := in.waitCommand(ctx, changed)
 			if !ok || c.kind == cmdStop {
 				in.finish(c)
 				return
@@ -220,7 +225,7 @@ func (in *instance) run(ctx context.Context) {
 			operatorRestart = false
 		}
 		in.setState(api.PluginStarting, "")
-		reason, c := in.launchAndWatch(ctx, spec)
+		c, reason := in.launchAndWatch(ctx, spec)
 		in.kill()
 		switch {
 		case c.kind == cmdStop || ctx.Err() != nil:
@@ -345,9 +350,9 @@ func (in *instance) waitingFor(spec Spec) string {
 
 // launchAndWatch starts the process and watches it until it dies (reason) or a command
 // ends its life (c).
-func (in *instance) launchAndWatch(ctx context.Context, spec Spec) (reason error, c command) {
+func (in *instance) launchAndWatch(ctx context.Context, spec Spec) (c command, reason error) {
 	if err := in.launch(ctx, spec); err != nil {
-		return err, command{}
+		return command{}, err
 	}
 	opts := in.sup.opts
 	health := time.NewTicker(opts.HealthInterval)
@@ -358,20 +363,20 @@ func (in *instance) launchAndWatch(ctx context.Context, spec Spec) (reason error
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err(), command{}
+			return command{}, ctx.Err()
 		case <-exitPoll.C:
 			if in.exited() {
-				return errors.New("plugin process exited"), command{}
+				return command{}, errors.New("plugin process exited")
 			}
 		case <-health.C:
 			if err := in.refresh(ctx); err != nil {
 				if errors.Is(err, sdk.ErrPluginGone) {
-					return errors.New("plugin process exited"), command{}
+					return command{}, errors.New("plugin process exited")
 				}
 				failures++
 				in.log.Warn("health check failed", "event", "health", "error", err, "failures", failures)
 				if failures >= opts.HealthFailures {
-					return fmt.Errorf("plugin did not answer %d health checks in a row: %w", failures, err), command{}
+					return command{}, fmt.Errorf("plugin did not answer %d health checks in a row: %w", failures, err)
 				}
 			} else {
 				failures = 0
@@ -380,10 +385,10 @@ func (in *instance) launchAndWatch(ctx context.Context, spec Spec) (reason error
 			switch c.kind {
 			case cmdStop, cmdRestart:
 				in.gracefulStop()
-				return nil, c
+				return c, nil
 			case cmdRole:
 				if err := in.gate(ctx, spec); err != nil {
-					return err, command{}
+					return command{}, err
 				}
 			case cmdUpdate:
 				in.mu.Lock()
@@ -392,7 +397,7 @@ func (in *instance) launchAndWatch(ctx context.Context, spec Spec) (reason error
 				if !launchEqual(spec, next) || in.sup.isDisabled(spec.Name) {
 					in.log.Info("plugin launch settings changed: restarting", "event", "plugin_update")
 					in.gracefulStop()
-					return nil, c
+					return c, nil
 				}
 				if !configEqual(spec.Config, next.Config) {
 					cctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
@@ -401,13 +406,13 @@ func (in *instance) launchAndWatch(ctx context.Context, spec Spec) (reason error
 					if err != nil {
 						// Validated before Apply, so this is the plugin failing.
 						in.log.Error("reconfigure failed", "event", "configure", "error", err)
-						return fmt.Errorf("reconfigure: %w", err), command{}
+						return command{}, fmt.Errorf("reconfigure: %w", err)
 					}
 					in.log.Info("plugin reconfigured", "event", "configure")
 				}
 				spec = next
 				if err := in.gate(ctx, spec); err != nil {
-					return err, command{}
+					return command{}, err
 				}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -80,7 +81,13 @@ func (s *Supervisor) spawn(ctx context.Context, spec Spec, logger *slog.Logger, 
 		}
 		sock.Group = strconv.Itoa(gid)
 	}
+	// go-plugin honours UnixSocketConfig.TempDir only with a RunnerFunc: without this
+	// variable the plugin's sockets land in /tmp, and every plugin that dies without
+	// cleaning up (kill -9, a crash) leaves one there for good. In its own runtime
+	// directory they are found and removed at the next launch.
+	removeStaleSockets(p.runDir)
 	cmd, err := proc.Launch{Self: opts.Self, Binary: spec.Binary, Args: spec.Args, Dir: p.stateDir,
+		Env:  []string{plugin.EnvUnixSocketDir + "=" + p.runDir},
 		Priv: proc.Privileges{User: p.user, Caps: p.caps}}.Command()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
@@ -178,6 +185,20 @@ func (in *instance) launch(ctx context.Context, spec Spec) error {
 	in.log.Info("plugin up", "event", "plugin_up", "pid", pid, "version", info.GetVersion(),
 		"api_version", version, "capabilities", caps.String(), "user", user)
 	return nil
+}
+
+// removeStaleSockets deletes the go-plugin sockets (pluginNNN) a dead process of the
+// plugin left in its runtime directory. Only one process of a plugin runs at a time.
+func removeStaleSockets(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Type()&os.ModeSocket != 0 && strings.HasPrefix(e.Name(), "plugin") {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // ownedDir creates a plugin directory owned by the plugin's user, mode 0750.

@@ -283,3 +283,5 @@ func stateOf(t testing.TB, s *Supervisor, name string) pluginState {
 	}
 	return ps
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -54,7 +54,7 @@ func NewWithOptions(t testing.TB, p sdk.Plugin, opts Options) *Harness {
 		opts.Name = "test"
 	}
 	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{sdk.PluginKey: &sdk.GRPCPlugin{Impl: p}})
-	t.Cleanup(func() { _ = client.Close(); server.Stop() })
+	t.Cleanup(func() { server.Stop(); _ = client.Close() })
 	raw, err := client.Dispense(sdk.PluginKey)
 	if err != nil {
 		t.Fatalf("dispense plugin: %v", err)
@@ -266,6 +266,9 @@ func (f *fakeHost) Publish(_ context.Context, req *pluginpb.PublishRequest) (*pl
 	}
 	ev := sdk.EventFromProto(req.GetEvent())
 	ev.Source = f.opts.Name
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
 	f.mu.Lock()
 	f.published = append(f.published, ev)
 	f.mu.Unlock()
