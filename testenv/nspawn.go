@@ -35,6 +35,18 @@ func Rootfs(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(RootfsCache, 0o755); err != nil {
 		return "", err
 	}
+	// Test packages run in parallel: one makes the rootfs, the others wait for it.
+	lock, err := os.OpenFile(filepath.Join(RootfsCache, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("testenv: lock the rootfs cache: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "usr/lib/systemd/systemd")); err == nil {
+		return dir, nil // made while we waited
+	}
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
 	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+rootfsPackages,

@@ -18,6 +18,10 @@ import (
 // LauncherArg is the hidden first argument that puts sitelinkd in launcher mode.
 const LauncherArg = "__exec-plugin"
 
+// NoAmbientEnv, set to 1 in the launcher's environment, makes it take the path of
+// kernels without ambient capabilities: the plugin stays root with only its capabilities.
+const NoAmbientEnv = "SITELINK_LAUNCHER_NO_AMBIENT"
+
 // Privileges say what a plugin process runs with.
 type Privileges struct {
 	// User is the account to run as ("" keeps the daemon's user).
@@ -123,7 +127,9 @@ func ExecMain(args []string) error {
 	if err := dropBounding(keep); err != nil {
 		return err
 	}
-	if *uid > 0 && AmbientSupported() {
+	// NoAmbientEnv=1 makes the launcher act as on a kernel without ambient capabilities
+	// (CentOS 7's 3.10), so that path is tested on newer kernels too.
+	if *uid > 0 && AmbientSupported() && os.Getenv(NoAmbientEnv) != "1" {
 		var gs []int
 		for _, g := range strings.Split(*groups, ",") {
 			if v, err := strconv.Atoi(g); err == nil {

@@ -312,3 +312,35 @@ func TestPluginDiesWithDaemon(t *testing.T) {
 	}
 	waitGone(t, pid, 10*time.Second)
 }
+
+// TestLaunchWithoutAmbientCaps takes the CentOS 7 path (no ambient capabilities): the
+// plugin stays root, with only its capabilities in the bounding, permitted and effective
+// sets.
+func TestLaunchWithoutAmbientCaps(t *testing.T) {
+	needRoot(t)
+	want, err := ParseCaps([]string{"CAP_NET_ADMIN", "CAP_NET_RAW"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := Launch{Self: self(t), Binary: "/bin/cat", Env: append(os.Environ(), NoAmbientEnv+"=1"),
+		Priv: Privileges{User: "nobody", Caps: want}}.Command()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := startLaunched(t, cmd)
+	pc, err := ReadProcCaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.UID != 0 {
+		t.Fatalf("uid = %d, want 0: without ambient capabilities the plugin stays root", pc.UID)
+	}
+	for name, set := range map[string]CapSet{"CapEff": pc.Eff, "CapPrm": pc.Prm, "CapBnd": pc.Bnd} {
+		if set != want {
+			t.Errorf("%s = %s, want exactly %s", name, set, want)
+		}
+	}
+	if pc.Amb != 0 {
+		t.Errorf("CapAmb = %s, want none", pc.Amb)
+	}
+}
