@@ -207,7 +207,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, run func(ctx con
 			cancel()
 			return fmt.Errorf("stream client gone: %w", err)
 		}
-		if err := error(nil); err != nil {
+		if err := rc.Flush(); err != nil {
 			cancel()
 			return fmt.Errorf("stream client gone: %w", err)
 		}
