@@ -93,7 +93,11 @@ func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 		addField(vars, prefix, a)
 		return true
 	})
-	return h.send(r.Message, priority(r.Level), vars)
+	msg := r.Message
+	if p := vars["PLUGIN"]; p != "" {
+		msg = p + ": " + msg // plain journalctl shows only MESSAGE
+	}
+	return h.send(msg, priority(r.Level), vars)
 }
 
 func addField(vars map[string]string, prefix string, a slog.Attr) {

@@ -28,7 +28,7 @@ func TestJournalFields(t *testing.T) {
 		t.Fatalf("sent %d records, want 1 (debug is below the level)", len(got))
 	}
 	g := got[0]
-	if g.msg != "gateway down" || g.pri != journal.PriWarning {
+	if g.msg != "tunnel: gateway down" || g.pri != journal.PriWarning {
 		t.Fatalf("got %q priority %d", g.msg, g.pri)
 	}
 	want := map[string]string{"PLUGIN": "tunnel", "EVENT": "tunnel", "GW_NAME": "gw-a", "PEER_ADDR": "10.0.0.1", "SYSLOG_IDENTIFIER": "sitelinkd"}

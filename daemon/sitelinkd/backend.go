@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -44,9 +45,27 @@ func (s *System) Plugin(ctx context.Context, name string) (api.PluginStatus, err
 	return st, mapErr(err)
 }
 
-// RestartPlugin restarts a plugin (also a failed one).
-func (s *System) RestartPlugin(_ context.Context, name string) error {
-	return mapErr(s.sup.Restart(name))
+// RestartPlugin restarts a plugin (also a failed one) and waits until it runs again (or
+// fails), so the caller sees the new state.
+func (s *System) RestartPlugin(ctx context.Context, name string) error {
+	before, err := s.sup.PluginStatus(ctx, name)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := s.sup.Restart(name); err != nil {
+		return mapErr(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return mapErr(s.sup.WaitFor(ctx, name, func(p api.PluginStatus) bool {
+		switch p.State {
+		case api.PluginRunning, api.PluginStandby:
+			return p.PID != 0 && p.PID != before.PID
+		case api.PluginFailed, api.PluginDisabled:
+			return p.Since.After(before.Since)
+		}
+		return false
+	}))
 }
 
 // EnablePlugin enables a plugin disabled with DisablePlugin; kept across restarts.

@@ -395,3 +395,22 @@ func (s *Supervisor) LogSink() *sdk.Client {
 
 // Bus is the supervisor's event bus.
 func (s *Supervisor) Bus() *eventbus.Bus { return s.opts.Bus }
+
+// WaitFor waits until the plugin's status satisfies cond (checked at every state change).
+func (s *Supervisor) WaitFor(ctx context.Context, name string, cond func(api.PluginStatus) bool) error {
+	in, err := s.get(name)
+	if err != nil {
+		return err
+	}
+	for {
+		ch := s.changedCh()
+		if cond(in.snapshot()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("plugin %s: %w", name, ctx.Err())
+		}
+	}
+}

@@ -213,6 +213,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		sl = slog.LevelInfo
 	}
 	all := append(append([]any{"component", a.name}, a.args...), args...)
+	// go-plugin names the plugin's binary "plugin"; the host's logger already carries
+	// plugin=NAME, which must stay the plugin's name.
+	for i := 0; i+1 < len(all); i += 2 {
+		if k, ok := all[i].(string); ok && k == "plugin" {
+			all[i] = "binary"
+		}
+	}
 	a.l.Log(context.Background(), sl, msg, all...)
 }
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

@@ -225,7 +225,11 @@ func (p *testPlugin) Start(ctx context.Context, role sdk.Role) error {
 // stateWritable reports whether the plugin can create a file in its state directory
 // (the directories above it must let the plugin's user through).
 func (p *testPlugin) stateWritable() bool {
-	f := filepath.Join(p.Host().StateDir(), ".write-probe")
+	dir := p.Host().StateDir()
+	if dir == "" {
+		return false
+	}
+	f := filepath.Join(dir, ".write-probe")
 	if err := os.WriteFile(f, []byte("ok"), 0o600); err != nil {
 		return false
 	}
