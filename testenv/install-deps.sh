@@ -10,7 +10,8 @@ declare -A deb=(
   [debootstrap]=debootstrap [systemd-nspawn]=systemd-container
   [rpmbuild]=rpm [createrepo_c]=createrepo-c [rpmlint]=rpmlint [file]=file
   [dbus-daemon]=dbus [protoc]=protobuf-compiler [runuser]=util-linux [pgrep]=procps
-  [getpcaps]=libcap2-bin [socat]=socat [curl]=curl
+  [getpcaps]=libcap2-bin [socat]=socat [curl]=curl [iptables]=iptables [setpriv]=util-linux
+  [nsenter]=util-linux [busctl]=systemd
 )
 # tool -> EL package (where the name differs)
 declare -A el=(
