@@ -35,7 +35,7 @@ const (
 	busPath     = "/org/sitelink/Sitelink1"
 	vethName    = "slt0"                  // the veth pair kern creates (and its peer slt0-p)
 	startDelay  = 1500 * time.Millisecond // how long slow's Start takes
-	watchdogSec = 2 * time.Second         // WatchdogSec of the test drop-in
+	watchdogInterval = 2 * time.Second         // WatchdogSec of the test drop-in
 	adminUser   = "sladmin"               // a member of sitelink-admin
 )
 
@@ -135,7 +135,7 @@ api_version: 1
 capabilities: [CAP_NET_ADMIN]
 args: [--kernel-facing, --caps, CAP_NET_ADMIN]
 `, kernBinary, hex.EncodeToString(sum[:])), 0o644)
-	s.writeFile(testDropIn, fmt.Sprintf("[Service]\nWatchdogSec=%ds\nEnvironment=SITELINK_TEST_HOOKS=1\n", int(watchdogSec.Seconds())), 0o644)
+	s.writeFile(testDropIn, fmt.Sprintf("[Service]\nWatchdogSec=%ds\nEnvironment=SITELINK_TEST_HOOKS=1\n", int(watchdogInterval.Seconds())), 0o644)
 	s.writeConfig("first", "")
 	for _, args := range [][]string{
 		{"groupadd", "--system", "sitelink"},
@@ -373,7 +373,7 @@ func (s *site) start(ctx context.Context) time.Duration {
 func (s *site) hang(ctx context.Context) (detect, newPID, active time.Duration) {
 	s.tb.Helper()
 	// A watchdog that never fires should fail in seconds, not at the test's deadline.
-	ctx, cancel := context.WithTimeout(ctx, 10*watchdogSec+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*watchdogInterval+30*time.Second)
 	defer cancel()
 	oldPID := s.mainPID(ctx)
 	since := time.Now()

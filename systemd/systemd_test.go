@@ -240,7 +240,7 @@ func TestUnderSystemd(t *testing.T) {
 		before := s.sitelinkProcesses(ctx)
 		detect, newPID, active := s.hang(ctx)
 		t.Logf("figure: WatchdogSec=%v: hang → \"Watchdog timeout\" %v, → new MainPID %v, → active %v",
-			watchdogSec, detect.Round(time.Millisecond), newPID.Round(time.Millisecond), active.Round(time.Millisecond))
+			watchdogInterval, detect.Round(time.Millisecond), newPID.Round(time.Millisecond), active.Round(time.Millisecond))
 		st, err := s.status(ctx)
 		if err != nil {
 			t.Fatal(err)
