@@ -26,17 +26,17 @@ import (
 
 // In the container.
 const (
-	unitName    = "sitelinkd.service"
-	configPath  = "/etc/sitelink/sitelink.yaml"
-	slowBinary  = "/usr/libexec/sitelink/plugins/slow"    // built-in plugin "slow"
-	kernBinary  = "/usr/local/libexec/sitelink-test/kern" // vendor plugin "kern"
-	testDropIn  = "/etc/systemd/system/sitelinkd.service.d/90-test.conf"
-	busName     = "org.sitelink.Sitelink1"
-	busPath     = "/org/sitelink/Sitelink1"
-	vethName    = "slt0"                  // the veth pair kern creates (and its peer slt0-p)
-	startDelay  = 1500 * time.Millisecond // how long slow's Start takes
+	unitName         = "sitelinkd.service"
+	configPath       = "/etc/sitelink/sitelink.yaml"
+	slowBinary       = "/usr/libexec/sitelink/plugins/slow"    // built-in plugin "slow"
+	kernBinary       = "/usr/local/libexec/sitelink-test/kern" // vendor plugin "kern"
+	testDropIn       = "/etc/systemd/system/sitelinkd.service.d/90-test.conf"
+	busName          = "org.sitelink.Sitelink1"
+	busPath          = "/org/sitelink/Sitelink1"
+	vethName         = "slt0"                  // the veth pair kern creates (and its peer slt0-p)
+	startDelay       = 1500 * time.Millisecond // how long slow's Start takes
 	watchdogInterval = 2 * time.Second         // WatchdogSec of the test drop-in
-	adminUser   = "sladmin"               // a member of sitelink-admin
+	adminUser        = "sladmin"               // a member of sitelink-admin
 )
 
 // site is a booted container with sitelinkd installed (not started).
