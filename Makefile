@@ -63,7 +63,7 @@ demo: deps build
 	$(GO) run ./testenv/demo -bin $(CURDIR)/bin
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./daemon/... ./plugins/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./daemon/... ./plugins/... ./systemd/...
 	@for s in testenv/bench/*/run.sh; do [ -x "$$s" ] && { echo "== $$s"; "$$s" || exit 1; }; done; true
 
 lint: tools
@@ -85,3 +85,22 @@ proto-check: proto
 
 clean:
 	rm -rf bin dist .tools
+
+# --- Packaging (issue 9): RPMs for CentOS 7 / EL8 / EL9 and a yum repository -----------
+#   make rpm    dist/sitelink-RPM_VERSION-RPM_RELEASE.elN.x86_64.rpm for N in EL_VERSIONS
+#   make repo   dist/repo/elN/ (createrepo_c) from the RPMs in dist/, .repo files, install.sh;
+#               REPO_URL=https://host/path sets the .repo files' baseurl
+# RPM_VERSION is VERSION's leading X.Y[.Z...] (from a tag, git describe), else 0.1.0.
+RPM_VERSION ?= $(or $(shell echo '$(VERSION)' | sed -n 's/^\([0-9][0-9]*\(\.[0-9][0-9]*\)\{1,\}\).*/\1/p'),0.1.0)
+RPM_RELEASE ?= 1
+EL_VERSIONS ?= 7 8 9
+REPO_URL    ?=
+
+.PHONY: rpm repo
+
+rpm: build
+	packaging/build-rpm.sh -b bin -o dist -v $(RPM_VERSION) -r $(RPM_RELEASE) -e "$(EL_VERSIONS)"
+	packaging/check-rpm.sh $(foreach el,$(EL_VERSIONS),dist/sitelink-$(RPM_VERSION)-$(RPM_RELEASE).el$(el).x86_64.rpm)
+
+repo:
+	packaging/make-repo.sh -d dist $(if $(REPO_URL),-u $(REPO_URL))
