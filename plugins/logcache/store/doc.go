@@ -19,8 +19,10 @@
 // ts is UTC with nanoseconds, src who sent it, seq a number that increases by one per record
 // for the life of the directory, data a compact JSON value (an object, or a string for text)
 // and crc the CRC-32C (Castagnoli) of the line's bytes before `,"crc"`, in lowercase hex.
-// The files can be read by tail -F (follow the "current" symlink), grep, jq and the file
-// inputs of Filebeat, Fluent Bit and Vector (glob *.ndjson).
+// The files can be read by grep, jq, the file inputs of Filebeat, Fluent Bit and Vector
+// (glob *.ndjson; they track files by inode) and tail -F. tail -F on the "current" symlink
+// follows from segment to segment, but like any tail -F on rotated files it can miss the
+// last lines written to a segment just before a rotation; Store.Reader with Follow does not.
 //
 // # Bound
 //
