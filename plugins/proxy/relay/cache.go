@@ -1,0 +1,279 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sitelink/sitelink/plugins/proxy/sniff"
+	"github.com/sitelink/sitelink/plugins/sdk"
+)
+
+// cacheBatch is the most records appended (and acknowledged) at once.
+const cacheBatch = 512
+
+// cacheRecord is what a cache-mode record looks like in the log cache.
+type cacheRecord struct {
+	Client   string          `json:"client"`
+	Listener string          `json:"listener"`
+	Time     time.Time       `json:"time"`
+	Record   json.RawMessage `json:"record"`
+}
+
+// ingest buffers records of one connection and appends them; nothing more is read from
+// the sender while an append waits for its acknowledgement (backpressure).
+type ingest struct {
+	cn    *clientConn
+	batch []sdk.LogRecord
+	acked uint64
+}
+
+func (in *ingest) add(raw []byte) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	var rec json.RawMessage
+	if json.Valid(raw) {
+		rec = append(json.RawMessage{}, raw...)
+	} else {
+		rec, _ = json.Marshal(string(raw))
+	}
+	now := time.Now()
+	data, err := json.Marshal(cacheRecord{Client: in.cn.addr.String(), Listener: in.cn.l.Name, Time: now, Record: rec})
+	if err != nil {
+		return err
+	}
+	in.batch = append(in.batch, sdk.LogRecord{Time: now, Source: "proxy/" + in.cn.l.Name, Data: data})
+	in.cn.client.AddIn(len(raw))
+	return nil
+}
+
+// flush appends the batch and waits for the acknowledgement.
+func (in *ingest) flush(ctx context.Context) error {
+	if len(in.batch) == 0 {
+		return nil
+	}
+	if in.cn.s.hooks.Append == nil {
+		return errors.New("no log cache")
+	}
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, _, err := in.cn.s.hooks.Append(actx, in.batch); err != nil {
+		return fmt.Errorf("append %d records to the log cache: %w", len(in.batch), err)
+	}
+	in.acked += uint64(len(in.batch))
+	in.cn.s.hooks.Metrics.CacheRecords.Add(float64(len(in.batch)))
+	in.batch = in.batch[:0]
+	return nil
+}
+
+// serveCache takes records over HTTP (POST, any number of requests on a connection) or
+// raw newline-delimited TCP (each batch acknowledged with a line {"acked":N}, N counting
+// every record of the connection so far).
+func (cn *clientConn) serveCache(ctx context.Context) error {
+	_ = cn.c.SetReadDeadline(time.Now().Add(cn.l.sniffTO))
+	br := bufio.NewReaderSize(cn.c, 64<<10)
+	first, err := br.Peek(1)
+	if err != nil {
+		return err
+	}
+	if sniff.LooksLikeHTTP(first) {
+		if b, _ := br.Peek(min(8, br.Buffered())); len(b) < 8 || sniff.LooksLikeHTTP(b) {
+			return cn.cacheHTTP(ctx, br)
+		}
+	}
+	return cn.cacheRaw(ctx, br)
+}
+
+func (cn *clientConn) cacheRaw(ctx context.Context, br *bufio.Reader) error {
+	in := &ingest{cn: cn}
+	for {
+		if cn.l.idle > 0 {
+			_ = cn.c.SetReadDeadline(time.Now().Add(cn.l.idle))
+		}
+		line, err := readLine(br, cn.l.maxRecord)
+		if len(line) > 0 {
+			if aerr := in.add(line); aerr != nil {
+				return aerr
+			}
+		}
+		// Append when the batch is full or nothing more is waiting.
+		if len(in.batch) >= cacheBatch || (len(in.batch) > 0 && (br.Buffered() == 0 || err != nil)) {
+			if ferr := in.flush(ctx); ferr != nil {
+				_, _ = fmt.Fprintf(cn.c, "{\"error\":%q,\"acked\":%d}\n", ferr.Error(), in.acked)
+				_ = cn.refuse(ReasonCacheFailed, ferr.Error())
+				return ferr
+			}
+			if _, werr := fmt.Fprintf(cn.c, "{\"acked\":%d}\n", in.acked); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				_ = cn.c.CloseWrite()
+				return nil
+			}
+			if errors.Is(err, errRecordTooLarge) {
+				_, _ = fmt.Fprintf(cn.c, "{\"error\":%q,\"acked\":%d}\n", err.Error(), in.acked)
+				return cn.refuse(ReasonBadRequest, err.Error())
+			}
+			return err
+		}
+	}
+}
+
+var errRecordTooLarge = errors.New("record too large")
+
+// readLine reads one line of at most max bytes (without the newline); a last line
+// without newline is returned with io.EOF.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		part, err := br.ReadSlice('\n')
+		line = append(line, part...)
+		if len(line) > max {
+			return nil, fmt.Errorf("%w: more than %d bytes", errRecordTooLarge, max)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == nil {
+			return line[:len(line)-1], nil
+		}
+		return line, err
+	}
+}
+
+func (cn *clientConn) cacheHTTP(ctx context.Context, br *bufio.Reader) error {
+	for {
+		if cn.l.idle > 0 {
+			_ = cn.c.SetReadDeadline(time.Now().Add(cn.l.idle))
+		}
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			cn.reply(400, map[string]any{"error": err.Error()}, true)
+			return cn.refuse(ReasonBadRequest, err.Error())
+		}
+		if req.Method != http.MethodPost && req.Method != http.MethodPut {
+			cn.reply(405, map[string]any{"error": "POST records"}, req.Close)
+			_, _ = io.Copy(io.Discard, req.Body)
+			if req.Close {
+				return nil
+			}
+			continue
+		}
+		in := &ingest{cn: cn}
+		err = cn.cacheBody(ctx, in, req)
+		_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
+		if err != nil {
+			code := 400
+			if !errors.Is(err, errBadBody) {
+				code = 503
+			}
+			cn.reply(code, map[string]any{"error": err.Error(), "accepted": in.acked}, true)
+			return cn.refuse(ReasonCacheFailed, err.Error())
+		}
+		cn.reply(200, map[string]any{"accepted": in.acked}, req.Close)
+		if req.Close {
+			return nil
+		}
+	}
+}
+
+var errBadBody = errors.New("bad body")
+
+// cacheBody appends the records of one request: a JSON array (each element), a JSON
+// value, NDJSON lines, or text lines.
+func (cn *clientConn) cacheBody(ctx context.Context, in *ingest, req *http.Request) error {
+	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	body := bufio.NewReaderSize(req.Body, 64<<10)
+	if ct == "application/json" {
+		peek, _ := body.Peek(64)
+		if t := bytes.TrimSpace(peek); len(t) == 0 || t[0] != '[' {
+			// One JSON value is one record.
+			v, err := io.ReadAll(io.LimitReader(body, int64(cn.l.maxRecord)+1))
+			if err != nil {
+				return err
+			}
+			if len(v) > cn.l.maxRecord || !json.Valid(v) {
+				return fmt.Errorf("%w: not one JSON value of at most %d bytes", errBadBody, cn.l.maxRecord)
+			}
+			if err := in.add(v); err != nil {
+				return err
+			}
+			return in.flush(ctx)
+		}
+		dec := json.NewDecoder(body)
+		if _, err := dec.Token(); err != nil {
+			return fmt.Errorf("%w: %v", errBadBody, err)
+		}
+		for dec.More() {
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return fmt.Errorf("%w: %v", errBadBody, err)
+			}
+			if len(v) > cn.l.maxRecord {
+				return fmt.Errorf("%w: record of %d bytes", errBadBody, len(v))
+			}
+			if err := in.add(v); err != nil {
+				return err
+			}
+			if len(in.batch) >= cacheBatch {
+				if err := in.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return in.flush(ctx)
+	}
+	for {
+		line, err := readLine(body, cn.l.maxRecord)
+		if errors.Is(err, errRecordTooLarge) {
+			return fmt.Errorf("%w: %v", errBadBody, err)
+		}
+		if len(line) > 0 {
+			if ct == "application/x-ndjson" || ct == "application/jsonl" {
+				if !json.Valid(bytes.TrimSpace(line)) {
+					return fmt.Errorf("%w: line is not JSON", errBadBody)
+				}
+			}
+			if aerr := in.add(line); aerr != nil {
+				return aerr
+			}
+		}
+		if len(in.batch) >= cacheBatch || (err != nil && len(in.batch) > 0) {
+			if ferr := in.flush(ctx); ferr != nil {
+				return ferr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (cn *clientConn) reply(code int, v any, closing bool) {
+	body, _ := json.Marshal(v)
+	body = append(body, '\n')
+	conn := "keep-alive"
+	if closing {
+		conn = "close"
+	}
+	_, _ = fmt.Fprintf(cn.c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: %s\r\n\r\n%s",
+		code, http.StatusText(code), strconv.Itoa(len(body)), conn, body)
+}
