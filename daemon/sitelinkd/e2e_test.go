@@ -562,3 +562,23 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestRoleForgottenWhenSourceDies: when the plugin that published the role (vrrp in a
+// real site) dies, its MASTER no longer holds: master-only plugins stand by.
+func TestRoleForgottenWhenSourceDies(t *testing.T) {
+	s := newSite(t)
+	s.writeConfig(withBinary(twoPlugins))
+	s.start()
+	if err := s.action("alpha", "publish", map[string]string{"type": "role", "attrs": "role=MASTER", "retain": "true"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.waitPlugin("beta", "running as master", func(p api.PluginStatus) bool { return p.State == api.PluginRunning })
+	if err := syscall.Kill(s.plugin("alpha").PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitPlugin("beta", "standby after the role's source died", func(p api.PluginStatus) bool { return p.State == api.PluginStandby })
+	s.waitPlugin("alpha", "restarted", func(p api.PluginStatus) bool { return p.State == api.PluginRunning })
+	if st := s.status(); st.Role != "UNKNOWN" {
+		t.Fatalf("role %s after its source restarted without saying it again, want UNKNOWN", st.Role)
+	}
+}

@@ -150,6 +150,10 @@ func (in *instance) setState(state, lastExit string) {
 		}
 	}
 	in.mu.Unlock()
+	if changed && (old == api.PluginRunning || old == api.PluginStandby) &&
+		(state == api.PluginBackoff || state == api.PluginFailed || state == api.PluginStopped || state == api.PluginDisabled) {
+		in.sup.sourceGone(in.name)
+	}
 	if changed {
 		attrs := []any{"event", "plugin_state", "state", state, "previous", old}
 		if lastExit != "" {

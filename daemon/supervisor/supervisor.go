@@ -80,17 +80,18 @@ type Supervisor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	instances map[string]*instance
-	order     []string // desired order (dependency order of the last Apply)
-	role      sdk.Role
-	changed   chan struct{} // closed and replaced on every state change
-	disabled  map[string]bool
-	wg        sync.WaitGroup
+	mu         sync.Mutex
+	instances  map[string]*instance
+	order      []string // desired order (dependency order of the last Apply)
+	role       sdk.Role
+	roleSource string        // the plugin that published the role
+	changed    chan struct{} // closed and replaced on every state change
+	disabled   map[string]bool
+	wg         sync.WaitGroup
 }
 
-// New makes a supervisor; it runs nothing until Apply. ctx ends it (as Stop does, but
-// without the graceful part).
+// New makes a supervisor; it runs nothing until Apply. ctx carries values only: the
+// plugins run until Stop.
 func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	opts.defaults()
 	for _, d := range []string{filepath.Join(opts.RuntimeDir, "pids"), filepath.Join(opts.RuntimeDir, "plugins"), filepath.Join(opts.StateDir, "plugins")} {
@@ -101,7 +102,9 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := os.Chmod(filepath.Join(opts.RuntimeDir, "pids"), 0o700); err != nil {
 		return nil, fmt.Errorf("chmod pid directory: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The plugins' lives end with Stop (graceful, in reverse order) or Close, not with the
+	// caller's context: a daemon stopping on SIGTERM must still ask each plugin to stop.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Supervisor{opts: opts, ctx: ctx, cancel: cancel, instances: map[string]*instance{},
 		role: sdk.RoleUnknown, changed: make(chan struct{}), disabled: map[string]bool{},
 		probe: newProber(opts.Self, opts.PluginUser)}
@@ -134,19 +137,37 @@ func (s *Supervisor) changedCh() <-chan struct{} {
 func (s *Supervisor) followRole() {
 	defer s.wg.Done()
 	for ev := range s.opts.Bus.Subscribe(s.ctx, sdk.EventRole) {
-		role := sdk.ParseRole(ev.Attrs["role"])
-		s.mu.Lock()
-		old := s.role
-		s.role = role
-		insts := s.instancesLocked()
-		s.mu.Unlock()
-		if old != role {
-			s.opts.Logger.Info("HA role changed", "event", "role", "role", string(role), "previous", string(old), "source", ev.Source)
-			for _, in := range insts {
-				in.send(command{kind: cmdRole})
-			}
-			s.notify()
+		s.setRole(sdk.ParseRole(ev.Attrs["role"]), ev.Source)
+	}
+}
+
+// setRole records the role and who said it, and gates the plugins.
+func (s *Supervisor) setRole(role sdk.Role, source string) {
+	s.mu.Lock()
+	old := s.role
+	s.role = role
+	s.roleSource = source
+	insts := s.instancesLocked()
+	s.mu.Unlock()
+	if old != role {
+		s.opts.Logger.Info("HA role changed", "event", "role", "role", string(role), "previous", string(old), "source", source)
+		for _, in := range insts {
+			in.send(command{kind: cmdRole})
 		}
+		s.notify()
+	}
+}
+
+// sourceGone forgets what a plugin that stopped running had said: its retained events,
+// and the role when it was the role's source (a dead vrrp plugin must not leave its
+// node MASTER: master-only plugins stand by until a role is known again).
+func (s *Supervisor) sourceGone(name string) {
+	s.opts.Bus.Forget(name)
+	s.mu.Lock()
+	was := s.roleSource == name && s.role != sdk.RoleUnknown
+	s.mu.Unlock()
+	if was {
+		s.setRole(sdk.RoleUnknown, name)
 	}
 }
 
