@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/sitelink/sitelink/daemon/api"
@@ -146,12 +145,12 @@ func (s *Server) postAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := checkArgs(spec, req.Args); err != nil {
+	if err := api.CheckArgs(spec, req.Args); err != nil {
 		writeError(w, http.StatusBadRequest, api.Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("%s %s: %v", plugin, action, err)})
 		return
 	}
 	if spec.Mutating {
-		s.audit(r, describeAction(plugin, action, req.Args))
+		s.audit(r, api.DescribeAction(plugin, action, req.Args))
 	}
 
 	if spec.Streaming {
@@ -204,51 +203,6 @@ func (s *Server) audit(r *http.Request, what string) {
 	s.backend.Audit(r.Context(), p, what)
 }
 
-// describeAction is an action's audit text: "action tunnel switch peer=gw-b".
-func describeAction(plugin, action string, args map[string]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "action %s %s", plugin, action)
-	names := make([]string, 0, len(args))
-	for k := range args {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		fmt.Fprintf(&b, " %s=%q", k, args[k])
-	}
-	return b.String()
-}
-
-// checkArgs checks argument names against the action's declaration: no unknown ones, all
-// required ones present. The plugin checks the values.
-func checkArgs(spec api.ActionSpec, args map[string]string) error {
-	known := make(map[string]bool, len(spec.Args))
-	names := make([]string, 0, len(spec.Args))
-	for _, a := range spec.Args {
-		known[a.Name] = true
-		names = append(names, a.Name)
-	}
-	sort.Strings(names)
-	given := make([]string, 0, len(args))
-	for k := range args {
-		given = append(given, k)
-	}
-	sort.Strings(given)
-	for _, k := range given {
-		if !known[k] {
-			if len(names) == 0 {
-				return fmt.Errorf("unknown argument %q: this action takes no arguments", k)
-			}
-			return fmt.Errorf("unknown argument %q (known: %s)", k, strings.Join(names, ", "))
-		}
-	}
-	for _, a := range spec.Args {
-		if _, ok := args[a.Name]; a.Required && !ok {
-			return fmt.Errorf("missing required argument %q (%s)", a.Name, a.Type)
-		}
-	}
-	return nil
-}
 
 // decodeStrict decodes a JSON body into v; an empty body leaves v as it is. Unknown
 // fields are allowed (newer clients), trailing data is not.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -87,11 +86,11 @@ func (m *methods) InvokeAction(sender dbus.Sender, plugin, action string, args m
 	if spec.Streaming {
 		return "", invalidArgument(fmt.Sprintf("%s %s is a streaming action; D-Bus cannot stream it, use sitelinkctl", plugin, action))
 	}
-	if err := checkArgs(spec, args); err != nil {
+	if err := api.CheckArgs(spec, args); err != nil {
 		return "", invalidArgument(fmt.Sprintf("%s %s: %v", plugin, action, err))
 	}
 	if spec.Mutating {
-		m.audit(ctx, sender, describeAction(plugin, action, args))
+		m.audit(ctx, sender, api.DescribeAction(plugin, action, args))
 	}
 	res, err := m.s.backend.InvokeAction(ctx, plugin, action, args)
 	if err != nil {
@@ -178,48 +177,6 @@ func effectiveGID(pid, uid int) (int, error) {
 	return egid, nil
 }
 
-// checkArgs checks args against the action's declared arguments, like the admin socket.
-func checkArgs(spec api.ActionSpec, args map[string]string) error {
-	known := make([]string, 0, len(spec.Args))
-	for _, a := range spec.Args {
-		known = append(known, a.Name)
-	}
-	slices.Sort(known)
-	given := make([]string, 0, len(args))
-	for k := range args {
-		given = append(given, k)
-	}
-	slices.Sort(given)
-	for _, k := range given {
-		if _, found := slices.BinarySearch(known, k); !found {
-			if len(known) == 0 {
-				return fmt.Errorf("unknown argument %q: this action takes no arguments", k)
-			}
-			return fmt.Errorf("unknown argument %q (known: %s)", k, strings.Join(known, ", "))
-		}
-	}
-	for _, a := range spec.Args {
-		if _, ok := args[a.Name]; a.Required && !ok {
-			return fmt.Errorf("missing required argument %q (%s)", a.Name, a.Type)
-		}
-	}
-	return nil
-}
-
-// describeAction is an action's audit text: `action tunnel switch peer="gw-b"`.
-func describeAction(plugin, action string, args map[string]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "action %s %s", plugin, action)
-	names := make([]string, 0, len(args))
-	for k := range args {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		fmt.Fprintf(&b, " %s=%q", k, args[k])
-	}
-	return b.String()
-}
 
 // dbusError maps a backend error to a named D-Bus error.
 func dbusError(err error) *dbus.Error {

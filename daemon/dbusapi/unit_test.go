@@ -136,12 +136,12 @@ func TestCheckArgs(t *testing.T) {
 		{map[string]string{}, `missing required argument "peer"`},
 		{map[string]string{"peer": "a", "colour": "red"}, `unknown argument "colour" (known: force, peer)`},
 	} {
-		err := checkArgs(spec, tc.args)
+		err := api.CheckArgs(spec, tc.args)
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("checkArgs(%v) = %v, want %q", tc.args, err, tc.want)
+			t.Errorf("CheckArgs(%v) = %v, want %q", tc.args, err, tc.want)
 		}
 	}
-	if err := checkArgs(api.ActionSpec{}, map[string]string{"x": "1"}); err == nil || !strings.Contains(err.Error(), "takes no arguments") {
+	if err := api.CheckArgs(api.ActionSpec{}, map[string]string{"x": "1"}); err == nil || !strings.Contains(err.Error(), "takes no arguments") {
 		t.Errorf("argument to an action without arguments: %v", err)
 	}
 }
