@@ -203,7 +203,6 @@ func (s *Server) audit(r *http.Request, what string) {
 	s.backend.Audit(r.Context(), p, what)
 }
 
-
 // decodeStrict decodes a JSON body into v; an empty body leaves v as it is. Unknown
 // fields are allowed (newer clients), trailing data is not.
 func decodeStrict(body []byte, v any) error {

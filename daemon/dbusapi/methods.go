@@ -177,7 +177,6 @@ func effectiveGID(pid, uid int) (int, error) {
 	return egid, nil
 }
 
-
 // dbusError maps a backend error to a named D-Bus error.
 func dbusError(err error) *dbus.Error {
 	var ce *admin.ConfigError
