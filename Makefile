@@ -52,7 +52,10 @@ tools:
 
 test: deps build tools proto-check
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# The failures are repeated at the end, where a CI log's tail shows them.
+	@set -o pipefail; $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... 2>&1 | tee .test.log; rc=$$?; \
+	if [ $$rc -ne 0 ]; then echo; echo "=== failures (full log: .test.log)"; \
+	grep -E -A25 -e '^\s*--- FAIL' -e '^panic:' -e '^FAIL\s' .test.log | grep -v '"@level"' | cut -c1-400 | head -300; fi; exit $$rc
 	cd plugins/examples/hello && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # test-unit runs what needs neither root nor tools.

@@ -343,6 +343,15 @@ func checkBoot(t *testing.T, b *builds, el int) {
 		t.Errorf("the running unit is not the installed one with its drop-in:\n%s", out)
 	}
 
+	t.Run("tmpfiles", func(t *testing.T) {
+		// Made at boot by systemd-tmpfiles from the packaged tmpfiles.d file.
+		out := must(t, ctx, m, "stat -c '%n %a %U %G' /run/sitelink /run/wireguard")
+		for _, want := range []string{"/run/sitelink 755 root root", "/run/wireguard 770 root sitelink"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("want %q after boot, have:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("access", func(t *testing.T) { checkAccess(t, ctx, m) })
 	t.Run("dbus", func(t *testing.T) {
 		out := must(t, ctx, m, "busctl --system --no-pager --no-legend list")
@@ -457,7 +466,8 @@ func checkUninstall(t *testing.T, ctx context.Context, m *testenv.Machine, el in
 	out, _ = machineRun(ctx, m, "rpm -q sitelink; systemctl is-active sitelinkd; ls /usr/lib/systemd/system/sitelinkd.service; ls -d /var/lib/sitelink /var/log/sitelink/cache")
 	for _, want := range []string{"package sitelink is not installed", "inactive", "No such file", "/var/lib/sitelink", "/var/log/sitelink/cache"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("after --uninstall: no %q in\n%s", want, out)
+			journal, _ := machineRun(ctx, m, "systemctl status --no-pager sitelinkd; journalctl --no-pager -n 60 -u sitelinkd")
+			t.Errorf("after --uninstall: no %q in\n%s\nthe unit's status and journal:\n%s", want, out, journal)
 		}
 	}
 	must(t, ctx, m, fmt.Sprintf(script, el)+"--repo file:///srv/sitelink-repo")

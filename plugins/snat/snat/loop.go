@@ -84,6 +84,9 @@ func (p *Plugin) loop(ctx context.Context, done chan struct{}, kick chan string)
 			}
 			lastRepair = now
 			notBefore = now.Add(repairDelay)
+			p.mu.Lock()
+			p.st.repairDelay = repairDelay
+			p.mu.Unlock()
 		}
 		next := p.recheckInterval()
 		if err != nil {

@@ -78,6 +78,7 @@ type state struct {
 	failures     uint64
 	driftRepairs uint64
 	lastDrift    []string
+	repairDelay  time.Duration // current backoff between repairs of foreign changes
 	sysctls      []sysctl.Change
 	missingIfs   []string
 	fwdErr       error

@@ -454,12 +454,12 @@ func TestConfigValidationThroughTheSDK(t *testing.T) {
 func TestBacksOffWhenAnotherToolKeepsDeleting(t *testing.T) {
 	tp := newTopology(t)
 	h, _ := startPlugin(t, tp, topoConfig) // backoff 20ms doubling to 1s
-	repairs := func() uint64 {
+	details := func() snat.Details {
 		var d snat.Details
 		if err := json.Unmarshal(h.Status().GetDetailsJson(), &d); err != nil {
 			t.Fatal(err)
 		}
-		return d.DriftRepairs
+		return d
 	}
 	ctx := testCtx(t)
 	nsf, err := os.Open(tp.conn.NSPath())
@@ -471,22 +471,37 @@ func TestBacksOffWhenAnotherToolKeepsDeleting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The other tool deletes Sitelink's table whenever it sees it, every 10ms.
+	// The other tool deletes Sitelink's table whenever it sees it, every 10ms, until the
+	// plugin has put it back six times. Each repair after the first within 30s doubles the
+	// wait before the next (0, 20, 40, 80, 160, 320ms), so after six repairs the plugin must
+	// report a 320ms backoff, however fast or slow this machine is; without backoff it
+	// would report none and repair every settle time.
+	const wantRepairs = 6
+	start := details().DriftRepairs
 	deletions := 0
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
+	last := start
+	began := time.Now()
+	deadline := time.Now().Add(60 * time.Second)
+	for last-start < wantRepairs {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d repairs after %d deletions in 60s", last-start, deletions)
+		}
 		other.DelTable(&nftables.Table{Name: "sitelink", Family: nftables.TableFamilyIPv4})
 		if err := other.Flush(); err == nil {
 			deletions++
 		}
 		time.Sleep(10 * time.Millisecond)
+		last = details().DriftRepairs
 	}
-	n := repairs()
-	t.Logf("%d deletions in 3s, %d repairs", deletions, n)
-	// Without backoff the plugin would put the table back every settle time (50ms):
-	// about 50 repairs. With 20ms doubling to 1s: about 9.
-	if n < 3 || n > 15 {
-		t.Fatalf("%d repairs in 3s of deletions: want a few, backing off", n)
+	d := details()
+	t.Logf("%d deletions, %d repairs, backoff now %.0fms", deletions, d.DriftRepairs-start, d.RepairBackoffMS)
+	if d.RepairBackoffMS < 320 {
+		t.Fatalf("backoff %.0fms after %d repairs in a row, want at least 320ms", d.RepairBackoffMS, wantRepairs)
+	}
+	// The plugin held back: six repairs take at least the backoffs between them
+	// (20+40+80+160ms) however fast the machine is.
+	if took := time.Since(began); took < 300*time.Millisecond {
+		t.Fatalf("%d repairs in %v: not backing off", wantRepairs, took)
 	}
 	// Once the other tool stops, the rules come back.
 	testenv.Eventually(t, 10*time.Second, "rules back", func() (bool, error) {

@@ -44,14 +44,17 @@ type Details struct {
 	// Rules is the number of rules the config expands to.
 	Rules int `json:"rules"`
 	// LastReconcile is when the kernel was last checked or changed, and the outcome.
-	LastReconcile     time.Time       `json:"last_reconcile,omitzero"`
-	LastResult        string          `json:"last_result,omitempty"`
-	LastError         string          `json:"last_error,omitempty"`
-	LastAdded         int             `json:"last_added"`
-	LastDeleted       int             `json:"last_deleted"`
-	LastKept          int             `json:"last_kept"`
-	LastDurationMS    float64         `json:"last_duration_ms"`
-	DriftRepairs      uint64          `json:"drift_repairs"`
+	LastReconcile  time.Time `json:"last_reconcile,omitzero"`
+	LastResult     string    `json:"last_result,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastAdded      int       `json:"last_added"`
+	LastDeleted    int       `json:"last_deleted"`
+	LastKept       int       `json:"last_kept"`
+	LastDurationMS float64   `json:"last_duration_ms"`
+	DriftRepairs   uint64    `json:"drift_repairs"`
+	// RepairBackoffMS is how long the plugin now waits before it repairs another
+	// foreign change: it doubles while another tool keeps removing the rules.
+	RepairBackoffMS   float64         `json:"repair_backoff_ms"`
 	LastDrift         []string        `json:"last_drift,omitempty"`
 	SysctlsChanged    []sysctl.Change `json:"sysctls_changed,omitempty"`
 	MissingInterfaces []string        `json:"missing_interfaces,omitempty"`
@@ -69,7 +72,8 @@ func (p *Plugin) Status(ctx context.Context) sdk.Status {
 	rules := p.rules.RuleCount()
 	p.mu.Unlock()
 	d := Details{Running: running, Rules: rules, LastReconcile: st.lastTime, DriftRepairs: st.driftRepairs,
-		LastDrift: st.lastDrift, SysctlsChanged: st.sysctls, MissingInterfaces: st.missingIfs,
+		RepairBackoffMS: float64(st.repairDelay.Microseconds()) / 1000,
+		LastDrift:       st.lastDrift, SysctlsChanged: st.sysctls, MissingInterfaces: st.missingIfs,
 		LastAdded: st.lastResult.Added, LastDeleted: st.lastResult.Deleted, LastKept: st.lastResult.Kept,
 		LastDurationMS: float64(st.lastResult.Duration.Microseconds()) / 1000}
 	s := sdk.Status{Health: sdk.HealthOK, Details: &d, Counters: map[string]uint64{
