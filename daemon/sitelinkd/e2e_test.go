@@ -461,6 +461,8 @@ func TestVendorPlugin(t *testing.T) {
 	if out["message"] != "Hi, e2e!" {
 		t.Fatalf("greet = %v", out)
 	}
+	// capped is not required: the daemon may report running before it is.
+	s.waitPlugin("capped", "running", func(p api.PluginStatus) bool { return p.State == api.PluginRunning })
 	var c state
 	if err := s.action("capped", "state", nil, &c); err != nil {
 		t.Fatal(err)
