@@ -17,8 +17,9 @@ DATE       ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 GOBUILD    := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
-# Built-in plugins: every plugins/NAME/main.go.
-PLUGINS    := $(patsubst plugins/%/main.go,%,$(wildcard plugins/*/main.go))
+# Built-in plugins: every plugins/NAME/main.go. They are built as one binary
+# (plugins/builtin), hard-linked as bin/plugins/NAME: run under a name, it is that plugin.
+PLUGINS    := $(filter-out builtin,$(patsubst plugins/%/main.go,%,$(wildcard plugins/*/main.go)))
 
 # Pinned tool versions.
 TOOLS            := $(CURDIR)/.tools/bin
@@ -38,7 +39,8 @@ build:
 	@mkdir -p bin/plugins
 	$(GOBUILD) -o bin/sitelinkd ./daemon/cmd/sitelinkd
 	$(GOBUILD) -o bin/sitelinkctl ./daemon/cmd/sitelinkctl
-	@for p in $(PLUGINS); do echo "$(GO) build -o bin/plugins/$$p ./plugins/$$p"; $(GOBUILD) -o bin/plugins/$$p ./plugins/$$p || exit 1; done
+	$(GOBUILD) -o bin/plugins/.builtin ./plugins/builtin
+	@cd bin/plugins && for p in $(PLUGINS); do ln -f .builtin $$p || exit 1; done && rm -f .builtin && echo "bin/plugins: $(PLUGINS) (one binary, hard links)"
 
 # deps installs the system tools the tests and the demo use (Debian or EL), only when missing.
 deps:

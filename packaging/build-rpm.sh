@@ -58,7 +58,8 @@ src=$work/SOURCES
 mkdir -p "$src/bin/plugins" "$src/systemd" "$src/man" "$src/completion" "$src/doc"
 
 cp -p "$bindir/sitelinkd" "$bindir/sitelinkctl" "$src/bin/"
-cp -p "$bindir"/plugins/* "$src/bin/plugins/"
+# -a keeps the plugins' hard links (one binary under several names).
+cp -a "$bindir"/plugins/* "$src/bin/plugins/"
 cp -p "$root/systemd/sitelinkd.service" "$root/systemd/sitelinkd.sysconfig" "$src/systemd/"
 cp -p "$root/systemd/sitelinkd.service.d/50-hardening.conf" "$src/systemd/"
 cp -p "$config" "$src/sitelink.yaml"

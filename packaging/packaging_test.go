@@ -283,6 +283,18 @@ func checkQueries(t *testing.T, b *builds, el int, rel string) {
 		}
 	}
 
+	// The built-in plugins are one file under several names (hard links in the payload).
+	inodes := map[string]bool{}
+	for _, l := range rpmQuery(t, file, "--qf", `[%{FILEINODES} %{FILENAMES}\n]`) {
+		ino, name, _ := strings.Cut(l, " ")
+		if strings.HasPrefix(name, "/usr/libexec/sitelink/plugins/") {
+			inodes[ino] = true
+		}
+	}
+	if len(inodes) != 1 {
+		t.Errorf("el%d: the built-in plugins are %d files, want one binary hard-linked under each name", el, len(inodes))
+	}
+
 	prov := rpmQuery(t, file, "--provides")
 	slices.Sort(prov)
 	wantProv := []string{"config(sitelink) = " + evr, "sitelink = " + evr, "sitelink(x86-64) = " + evr}

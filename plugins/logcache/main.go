@@ -2,9 +2,6 @@
 // disk ring of logs (see package cache and its store).
 package main
 
-import (
-	"github.com/sitelink/sitelink/plugins/logcache/cache"
-	"github.com/sitelink/sitelink/plugins/sdk"
-)
+import "github.com/sitelink/sitelink/plugins/logcache/cache"
 
-func main() { sdk.Serve(cache.New()) }
+func main() { cache.Serve() }

@@ -3,9 +3,6 @@
 // access control, or caches their data in the log cache.
 package main
 
-import (
-	"github.com/sitelink/sitelink/plugins/proxy/plugin"
-	"github.com/sitelink/sitelink/plugins/sdk"
-)
+import "github.com/sitelink/sitelink/plugins/proxy/plugin"
 
-func main() { sdk.Serve(plugin.New()) }
+func main() { plugin.Serve() }

@@ -2,9 +2,6 @@
 // clients' virtual IP ranges with nftables. sitelinkd starts it; see docs/plugins/snat.md.
 package main
 
-import (
-	"github.com/sitelink/sitelink/plugins/sdk"
-	"github.com/sitelink/sitelink/plugins/snat/snat"
-)
+import "github.com/sitelink/sitelink/plugins/snat/snat"
 
-func main() { sdk.Serve(snat.New(snat.Options{})) }
+func main() { snat.Serve() }

@@ -3,18 +3,6 @@
 // docs/plugins/vrrp.md.
 package main
 
-import (
-	"syscall"
+import "github.com/sitelink/sitelink/plugins/vrrp/agent"
 
-	"github.com/sitelink/sitelink/plugins/sdk"
-	"github.com/sitelink/sitelink/plugins/vrrp/agent"
-)
-
-func main() {
-	p := agent.New()
-	// Resign (priority 0) on SIGTERM, and when the host disconnects without Stop.
-	stop := p.ResignOnSignal(syscall.SIGTERM)
-	defer stop()
-	defer p.Shutdown()
-	sdk.Serve(p)
-}
+func main() { agent.Serve() }
