@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sitelink/sitelink/plugins/sdk"
 	"github.com/sitelink/sitelink/plugins/snat/config"
+	"github.com/sitelink/sitelink/plugins/snat/conntrack"
 	"github.com/sitelink/sitelink/plugins/snat/nft"
 	"github.com/sitelink/sitelink/plugins/snat/nsenter"
 	"github.com/sitelink/sitelink/plugins/snat/ruleset"
@@ -75,6 +77,7 @@ type state struct {
 	lastErr      error
 	lastResult   nft.Result
 	reconciles   uint64
+	ctFlushed    uint64 // conntrack entries deleted because they bypassed SNAT
 	failures     uint64
 	driftRepairs uint64
 	lastDrift    []string
@@ -213,10 +216,39 @@ func (p *Plugin) Start(ctx context.Context, role sdk.Role) error {
 	done, kick := p.done, p.kick
 	p.mu.Unlock()
 	go p.loop(loopCtx, done, kick)
+	p.flushUnNATed(cfg)
 	p.log.Info("snat started", "role", string(role), "rules", rules.RuleCount(), "added", res.Added,
 		"kept", res.Kept, "deleted", res.Deleted, "duration", res.Duration)
 	p.publish(ctx, "applied", "start")
 	return nil
+}
+
+// flushUnNATed deletes the connection-tracking entries of client flows to source-NATed
+// applications that were made while the rules were absent (see package conntrack):
+// without this, such a flow bypasses SNAT on a new master until its entry expires.
+func (p *Plugin) flushUnNATed(cfg *config.Config) {
+	var natted []netip.Prefix
+	for _, app := range cfg.Applications {
+		if app.SNAT.Mode != config.SNATOff {
+			natted = append(natted, app.Networks...)
+		}
+	}
+	var n uint
+	err := nsenter.Do(p.opts.NetNS, func() error {
+		var err error
+		n, err = conntrack.FlushUnNATed(cfg.ClientRanges, natted)
+		return err
+	})
+	if err != nil {
+		p.log.Warn("could not delete connection-tracking entries that bypass SNAT", "error", err)
+	}
+	if n > 0 {
+		p.mu.Lock()
+		p.st.ctFlushed += uint64(n)
+		p.mu.Unlock()
+		p.log.Info("deleted connection-tracking entries of client flows that were not source-NATed",
+			"event", "snat_conntrack_flushed", "entries", n)
+	}
 }
 
 // Stop stops watching and removes the rules (forwarding sysctls are left as they are).

@@ -572,3 +572,40 @@ func TestCoexistsWithIptables(t *testing.T) {
 		t.Fatalf("tables after stop:\n%s", out)
 	}
 }
+
+// TestStartDeletesEntriesThatBypassSNAT: flows that crossed this connector while its
+// rules were absent (a demotion's last packets, a backup that forwarded) have kernel
+// conntrack entries without NAT; Start deletes those to source-NATed applications, so
+// the flows are NATed from their next packet, and leaves NATed entries and entries to
+// applications without SNAT alone.
+func TestStartDeletesEntriesThatBypassSNAT(t *testing.T) {
+	tp := newTopology(t)
+	ctx := testCtx(t)
+	insert := func(src, dst, sport, dport, replyDst string) {
+		t.Helper()
+		if _, err := tp.conn.Run(ctx, "conntrack", "-I", "-p", "udp", "-s", src, "-d", dst, "--sport", sport, "--dport", dport,
+			"-r", dst, "-q", replyDst, "--reply-port-src", dport, "--reply-port-dst", sport, "-t", "120"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("100.64.0.2", "10.1.0.10", "5001", "9999", "100.64.0.2")  // app1 (masquerade), not NATed: stale
+	insert("100.64.0.2", "10.2.0.10", "5002", "9999", "100.64.0.2")  // app2 (snat to), not NATed: stale
+	insert("100.64.0.2", "10.1.0.10", "5003", "9999", "10.1.0.1")    // app1, NATed: right
+	insert("100.64.0.2", "10.30.0.10", "5004", "9999", "100.64.0.2") // app3 (snat off): right
+	insert("192.0.2.9", "10.1.0.10", "5005", "9999", "192.0.2.9")    // not a client
+	h, _ := startPlugin(t, tp, topoConfig)
+	ct := conntrack(t, tp.conn, "-p", "udp")
+	for _, sport := range []string{"5001", "5002"} {
+		if strings.Contains(ct, "sport="+sport+" ") {
+			t.Errorf("the un-NATed entry from port %s survived Start:\n%s", sport, ct)
+		}
+	}
+	for _, sport := range []string{"5003", "5004", "5005"} {
+		if !strings.Contains(ct, "sport="+sport+" ") {
+			t.Errorf("Start deleted the entry from port %s:\n%s", sport, ct)
+		}
+	}
+	if n := h.Status().GetCounters()["conntrack_flushed"]; n != 2 {
+		t.Errorf("conntrack_flushed = %d, want 2", n)
+	}
+}

@@ -78,7 +78,7 @@ func (p *Plugin) Status(ctx context.Context) sdk.Status {
 		LastDurationMS: float64(st.lastResult.Duration.Microseconds()) / 1000}
 	s := sdk.Status{Health: sdk.HealthOK, Details: &d, Counters: map[string]uint64{
 		"reconciles": st.reconciles, "reconcile_failures": st.failures, "drift_repairs": st.driftRepairs,
-		"sysctls_changed": uint64(len(st.sysctls)),
+		"sysctls_changed": uint64(len(st.sysctls)), "conntrack_flushed": st.ctFlushed,
 	}}
 	switch {
 	case st.lastTime.IsZero():
