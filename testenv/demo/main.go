@@ -1,20 +1,18 @@
-// Command demo runs sitelinkd in a sandbox — its own network namespace and temporary
-// directories — with every built-in plugin that has a demo config and the example vendor
-// plugin, shows what it is doing through sitelinkctl, and removes everything it made on
-// Ctrl-C or after DEMO_FOR (e.g. DEMO_FOR=30s). `make demo` runs it.
+// Command demo builds a whole Sitelink site in network namespaces (testenv/site: an app
+// server, a VRRP pair of connectors running bin/sitelinkd with every built-in plugin, a
+// site router, agent hosts, two stock WireGuard gateways, a remote user and a management
+// center), walks a newcomer through it — status of both connectors, traffic flowing, a
+// failover with its measured gap, the audit trail — and removes everything it made on
+// Ctrl-C or, after the walkthrough, once DEMO_FOR (e.g. DEMO_FOR=30s) has passed.
+// `make demo` runs it.
 package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -22,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sitelink/sitelink/daemon/api"
 	"github.com/sitelink/sitelink/testenv"
+	"github.com/sitelink/sitelink/testenv/site"
 )
 
 func main() {
@@ -33,233 +31,232 @@ func main() {
 	}
 }
 
-// demoConfigs are the config sections the demo gives each built-in plugin it knows.
-// DIR is replaced by the demo's temporary directory.
-var demoConfigs = map[string]string{
-	"logcache": "      dir: DIR/cache\n      max_bytes: 64MiB\n      segment_bytes: 4MiB\n",
-}
-
 func run() error {
-	bin := flag.String("bin", "bin", "directory with sitelinkd, sitelinkctl and plugins/")
+	bin := flag.String("bin", "bin", "directory with sitelinkd, sitelinkctl and plugins/ (make build)")
 	flag.Parse()
-	var stopAfter time.Duration
+	var runFor time.Duration
 	if v := os.Getenv("DEMO_FOR"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return fmt.Errorf("DEMO_FOR=%q: %w", v, err)
 		}
-		stopAfter = d
+		runFor = d
 	}
 	binDir, err := filepath.Abs(*bin)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if stopAfter > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, stopAfter)
-		defer cancel()
+	for _, p := range append([]string{"sitelinkd", "sitelinkctl"}, prefixed("plugins/", site.Plugins)...) {
+		if _, err := os.Stat(filepath.Join(binDir, p)); err != nil {
+			return fmt.Errorf("%s is missing: run make build (or make demo, which builds first)", filepath.Join(binDir, p))
+		}
 	}
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 
-	step("creating a sandbox: a network namespace and a temporary directory")
 	env, err := testenv.NewEnv("demo")
 	if err != nil {
 		return err
 	}
 	defer func() {
-		step("removing everything the demo made")
+		step("removing everything the demo made (namespaces, processes, files)")
 		if err := env.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "demo: cleanup:", err)
 		}
 		fmt.Println("done.")
 	}()
-	host, err := env.Host("connector")
+	step("building the site in network namespaces (about 10 s)")
+	fmt.Print(indent(topology))
+	s, err := site.New(ctx, site.Options{Env: env, Bin: binDir})
 	if err != nil {
-		return err
-	}
-	dir := filepath.Join(env.Dir(), "sitelink")
-	for _, d := range []string{dir, filepath.Join(dir, "plugins.d"), filepath.Join(dir, "vendor"), filepath.Join(dir, "cache")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while building
 		}
-	}
-	// The package makes the log cache's directory for the plugins' user; so does the demo.
-	if err := os.Chown(filepath.Join(dir, "cache"), 65534, 65534); err != nil {
 		return err
 	}
-	if err := os.Chmod(env.Dir(), 0o755); err != nil {
+	defer s.Close()
+	if err := walkthrough(ctx, s, runFor); err != nil && ctx.Err() == nil {
 		return err
 	}
+	return nil
+}
 
-	step("installing the example vendor plugin (plugins/examples/hello, its own Go module) with a manifest")
-	if err := installHello(ctx, dir); err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(dir, "sitelink.yaml")
-	plugins, err := writeConfig(cfgPath, dir, binDir)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("   config %s with plugins: %s\n", cfgPath, strings.Join(plugins, ", "))
+const topology = `
+  remote user 10.9.0.100 ── gw1 / gw2 (stock wireguard-go) ══ internet ══╗
+                                                                         ║ WireGuard
+  app 10.1.0.10 ── site LAN ── router (10.9.0.0/24 via VIP 10.1.0.50)    ║
+  agents 10.1.0.101-103 ─┘  ├── c1 sitelinkd, VRRP priority 200 ═════════╣
+                            └── c2 sitelinkd, VRRP priority 150 ═════════╝
+  management center 192.0.2.100:443 (on the internet, counts agents' lines)
+  Each connector runs logcache, vrrp, tunnel, snat and proxy; tunnel, snat and proxy
+  are active_when: master, and the pair shares one WireGuard identity.
+`
 
-	socket := filepath.Join(dir, "admin.sock")
-	step("starting sitelinkd in namespace " + host.NSName())
-	daemon, err := host.Start(filepath.Join(binDir, "sitelinkd"), "--config", cfgPath, "--log-format", "text")
+func walkthrough(ctx context.Context, s *site.Site, runFor time.Duration) error {
+	master, err := s.WaitSteady(ctx)
 	if err != nil {
 		return err
 	}
-	ctl := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "sitelinkctl"), append([]string{"--socket", socket}, args...)...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	for _, c := range s.Connectors {
+		step(fmt.Sprintf("sitelinkctl status   on %s (%s)", c.Name, c.Socket))
+		show(c.Ctl(ctx, "status"))
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = testenv.WaitFor(wctx, "sitelinkd ready", func() (bool, error) {
-		var st api.Status
-		return ctlJSON(ctl, &st, "status") == nil && (st.State == api.DaemonRunning || st.State == api.DaemonDegraded), nil
-	})
-	cancel()
-	if err != nil {
-		fmt.Println(indent(daemon.Output()))
-		return err
-	}
-	step("sitelinkctl status")
-	show(ctl("status"))
-	step("sitelinkctl hello greet --name demo   (a vendor plugin's action, no daemon change)")
-	show(ctl("hello", "greet", "--name", "demo"))
-	step("sitelinkctl plugins show hello")
-	show(ctl("plugins", "show", "hello"))
-	step("sitelinkctl logcache tail --source audit   (the audit trail the log cache keeps)")
-	show(ctl("logcache", "tail", "--source", "audit", "--lines", "5"))
-	step("kill -9 of the hello plugin: the supervisor restarts it")
-	if err := killPlugin(ctl); err != nil {
+	step("sitelinkctl tunnel show   on the master, " + master.Name)
+	show(master.Ctl(ctx, "tunnel", "show"))
+
+	step("traffic: the remote user asks the app over HTTP (gateway → tunnel → " + master.Name + " → SNAT → app)")
+	if peer, err := site.HTTPGet(ctx, s.User, 3*time.Second); err != nil {
 		fmt.Println("   ", err)
-	}
-	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-	_ = testenv.WaitFor(wctx, "hello running again", func() (bool, error) {
-		var ps api.PluginStatus
-		return ctlJSON(ctl, &ps, "plugins", "show", "hello") == nil && ps.Restarts >= 1 && ps.State == api.PluginRunning, nil
-	})
-	cancel()
-	show(ctl("plugins"))
-	step("the daemon's log so far")
-	fmt.Println(indent(lastLines(daemon.Output(), 12)))
-
-	if stopAfter > 0 {
-		step(fmt.Sprintf("running for %s (DEMO_FOR); Ctrl-C stops earlier", stopAfter))
 	} else {
-		step("running until Ctrl-C; try, in another shell:  bin/sitelinkctl --socket " + socket + " status")
+		fmt.Printf("   the app saw the request come from %s (the master connector's address: SNAT masquerade)\n", peer)
 	}
-	tick := time.NewTicker(15 * time.Second)
+	flow, err := site.StartUDPFlow(s.User, 10*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer flow.Stop()
+	var agents []*site.Flow
+	for i, a := range s.Agents {
+		agents = append(agents, site.StartLineFlow(a, fmt.Sprintf("%s:%d", site.VIP, site.ProxyPort), fmt.Sprintf("agent%d", i+1), 100*time.Millisecond, true))
+	}
+	defer func() {
+		for _, f := range agents {
+			f.Stop()
+		}
+	}()
+	fmt.Println("   started: the remote user sends a UDP request to the app every 10 ms;")
+	fmt.Printf("   %d agents send a line every 100 ms to the proxy on the VIP %s:%d, relayed to the management center\n", len(agents), site.VIP, site.ProxyPort)
+	if !sleep(ctx, 3*time.Second) {
+		return nil
+	}
+	fmt.Printf("   management center counts: %s\n", counts(s.Center.Lines()))
+	step("sitelinkctl proxy clients   on " + master.Name)
+	show(master.Ctl(ctx, "proxy", "clients"))
+	step("sitelinkctl snat counters   on " + master.Name)
+	show(master.Ctl(ctx, "snat", "counters"))
+
+	step(fmt.Sprintf("failover: kill -9 of sitelinkd on the master %s (its plugins die with it)", master.Name))
+	at := time.Now()
+	if err := master.Kill9(ctx); err != nil {
+		return err
+	}
+	next, err := s.WaitSteady(ctx)
+	if err != nil {
+		return err
+	}
+	if !sleep(ctx, 2*time.Second) {
+		return nil
+	}
+	gap, _ := flow.Gap(at, time.Now())
+	agentGap, _ := agents[0].Gap(at, time.Now())
+	fmt.Printf("   %s is master now, its tunnel, SNAT and proxy are up.\n", next.Name)
+	fmt.Printf("   longest gap in the remote user's flow: %v; agent1 (reconnecting): %v\n", gap.Round(time.Millisecond), agentGap.Round(time.Millisecond))
+	fmt.Printf("   (VRRP advert interval %d cs here; docs/benchmarks/site.md has the figures per profile)\n", s.Options().VRRP.AdvertInterval)
+	fmt.Printf("   management center counts: %s\n", counts(s.Center.Lines()))
+	show(next.Ctl(ctx, "status"))
+
+	step(fmt.Sprintf("starting sitelinkd on %s again, as systemd would: it comes back and, having the higher priority, takes over", master.Name))
+	if err := master.Start(ctx); err != nil {
+		return err
+	}
+	back, err := s.WaitSteady(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   master: %s\n", back.Name)
+
+	step("the audit trail in the log cache:   sitelinkctl logcache tail --source audit --lines 12   on " + next.Name)
+	show(next.Ctl(ctx, "logcache", "tail", "--source", "audit", "--lines", "12"))
+
+	step("where to look next")
+	fmt.Print(indent(fmt.Sprintf(`
+Try, in another shell while the demo runs:
+  %[1]s/sitelinkctl --socket %[2]s status
+  %[1]s/sitelinkctl --socket %[2]s vrrp status
+  %[1]s/sitelinkctl --socket %[2]s logcache tail -f --source audit
+  %[1]s/sitelinkctl --socket %[2]s events
+  ip netns exec %[3]s ip route show proto 83      (the tunnel's routes on %[4]s)
+  ip netns exec %[3]s nft list table ip sitelink  (SNAT and access control)
+  cat %[5]s                                       (the connector's config)
+Docs: README.md, docs/config.md, docs/plugins/*.md, docs/troubleshooting.md,
+      docs/benchmarks/site.md (failover gap and throughput of this site).
+`, s.Options().Bin, back.Socket, back.Host.NSName(), back.Name, back.Config)))
+
+	if runFor > 0 {
+		step(fmt.Sprintf("running for %s more (DEMO_FOR); Ctrl-C stops earlier", runFor))
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, runFor)
+		defer cancel()
+	} else {
+		step("running until Ctrl-C")
+	}
+	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			step("stopping sitelinkd (SIGTERM): plugins stop in reverse order")
-			_ = daemon.Signal(syscall.SIGTERM)
-			wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			_ = daemon.Wait(wctx)
-			cancel()
 			return nil
 		case <-tick.C:
-			show(ctl("status"))
+			m := s.Master(context.Background())
+			name := "none"
+			if m != nil {
+				name = m.Name
+			}
+			fmt.Printf("   %s  master %s; remote user's answers %d; management center %s\n",
+				time.Now().Format("15:04:05"), name, len(flow.Deliveries()), counts(s.Center.Lines()))
 		}
+	}
+}
+
+func prefixed(p string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = p + n
+	}
+	return out
+}
+
+func counts(m map[string]int) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sleep waits d; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
 func step(s string) { fmt.Printf("\n\033[1m==> %s\033[0m\n", s) }
 
 func show(out string, err error) {
-	fmt.Println(indent(out))
-	if err != nil {
+	if out != "" {
+		fmt.Println(indent(out))
+	}
+	if err != nil && !errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), out) {
 		fmt.Println("   (", err, ")")
 	}
 }
 
 func indent(s string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	lines := strings.Split(strings.Trim(s, "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = "   " + l
 	}
-	return strings.Join(lines, "\n")
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// installHello builds the example vendor plugin from its own module and writes its
-// manifest, as a vendor's package would.
-func installHello(ctx context.Context, dir string) error {
-	bin := filepath.Join(dir, "vendor", "hello")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Dir = "plugins/examples/hello"
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the example plugin: %w\n%s", err, out)
-	}
-	f, err := os.Open(bin)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return err
-	}
-	manifest := fmt.Sprintf("name: hello\npath: %s\nsha256: %s\napi_version: 1\ncapabilities: []\n", bin, hex.EncodeToString(h.Sum(nil)))
-	return os.WriteFile(filepath.Join(dir, "plugins.d", "hello.yaml"), []byte(manifest), 0o644)
-}
-
-// writeConfig writes the demo's sitelink.yaml: every built plugin that has a demo config,
-// and the vendor plugin.
-func writeConfig(path, dir, binDir string) ([]string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# sitelink.yaml written by make demo\ndaemon:\n")
-	fmt.Fprintf(&b, "  plugin_dir: %s\n  plugins_d: %s\n  state_dir: %s\n  runtime_dir: %s\n  socket: %s\n",
-		filepath.Join(binDir, "plugins"), filepath.Join(dir, "plugins.d"), filepath.Join(dir, "state"),
-		filepath.Join(dir, "run"), filepath.Join(dir, "admin.sock"))
-	fmt.Fprintf(&b, "  plugin_user: nobody\n  health_interval: 2s\nplugins:\n")
-	var names []string
-	entries, _ := os.ReadDir(filepath.Join(binDir, "plugins"))
-	for _, e := range entries {
-		section, ok := demoConfigs[e.Name()]
-		if !ok {
-			fmt.Printf("   (built-in plugin %s has no demo config yet: not started)\n", e.Name())
-			continue
-		}
-		names = append(names, e.Name())
-		fmt.Fprintf(&b, "  %s:\n    config:\n%s", e.Name(), strings.ReplaceAll(section, "DIR", dir))
-	}
-	sort.Strings(names)
-	names = append(names, "hello (vendor)")
-	b.WriteString("  hello:\n    config:\n      greeting: Hello\n      target: Sitelink\n")
-	return names, os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-// ctlJSON runs a sitelinkctl command with --json and decodes its output.
-func ctlJSON(ctl func(...string) (string, error), v any, args ...string) error {
-	out, err := ctl(append(args, "--json")...)
-	if err != nil {
-		return fmt.Errorf("sitelinkctl %s: %w: %s", strings.Join(args, " "), err, out)
-	}
-	return json.Unmarshal([]byte(out), v)
-}
-
-// killPlugin kills the hello plugin's process the hard way.
-func killPlugin(ctl func(...string) (string, error)) error {
-	var ps api.PluginStatus
-	if err := ctlJSON(ctl, &ps, "plugins", "show", "hello"); err != nil {
-		return err
-	}
-	if ps.PID == 0 {
-		return errors.New("hello has no pid")
-	}
-	fmt.Printf("   kill -9 %d\n", ps.PID)
-	return syscall.Kill(ps.PID, syscall.SIGKILL)
+	return strings.Join(lines, "\n") + "\n"
 }
