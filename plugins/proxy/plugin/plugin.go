@@ -14,7 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sitelink/sitelink/plugins/proxy/access"
 	"github.com/sitelink/sitelink/plugins/proxy/clients"
+	"github.com/sitelink/sitelink/plugins/proxy/cluster"
 	"github.com/sitelink/sitelink/plugins/proxy/limit"
 	"github.com/sitelink/sitelink/plugins/proxy/relay"
 	"github.com/sitelink/sitelink/plugins/sdk"
@@ -34,6 +36,9 @@ type Plugin struct {
 	mu      sync.Mutex
 	cfg     *relay.Config
 	srv     *relay.Server
+	cl      *cluster.Cluster
+	node    string   // this proxy's name in the cluster view
+	role    sdk.Role // the HA role, from Start and the role events
 	audit   *limit.Bucket
 	auditCh chan sdk.LogRecord
 	cancel  context.CancelFunc
@@ -42,13 +47,16 @@ type Plugin struct {
 	suppressed uint64
 }
 
+// version is the plugin's version, reported to cluster peers too.
+const version = "0.1.0"
+
 // New returns the plugin.
 func New() *Plugin { return &Plugin{audit: limit.NewBucket(10, 10)} }
 
 // Info implements sdk.Plugin.
 func (p *Plugin) Info() sdk.Info {
 	return sdk.Info{
-		Name: "proxy", Version: "0.1.0",
+		Name: "proxy", Version: version,
 		Description:  "relays security agents to the management center, or caches their data in the log cache",
 		Capabilities: []string{"CAP_NET_BIND_SERVICE"},
 		ConfigSchema: schema,
@@ -59,7 +67,7 @@ func (p *Plugin) Info() sdk.Info {
 					{Name: "limit", Type: sdk.ArgInt, Description: "show at most this many"},
 				}, Run: p.clients},
 			{Name: "upstreams", Description: "upstream servers with health and active connections", Run: p.upstreams},
-			{Name: "cluster", Description: "this proxy's view of the cluster: this node online and its clients", Run: p.cluster},
+			{Name: "cluster", Description: "every proxy of the cluster (this one and its configured peers): reachable, online, role, clients, connections, last seen", Run: p.cluster},
 			{Name: "plan", Description: "bandwidth and limits for N agents at 10 Kbit/s each, keeping under 60% of resources",
 				Args: []sdk.Arg{{Name: "hosts", Type: sdk.ArgInt, Required: true, Description: "number of agents"}},
 				Run:  p.plan},
@@ -75,6 +83,7 @@ func (p *Plugin) Init(ctx context.Context, h sdk.Host) error {
 	}
 	m := relay.NewMetrics(h.Metrics())
 	p.srv = relay.New(relay.Hooks{Log: h.Logger(), Metrics: m, Append: h.AppendLogs, Refused: p.refused})
+	p.cl = cluster.New(p.localStatus, h.Logger())
 	p.auditCh = make(chan sdk.LogRecord, 256)
 	go p.auditWriter(h)
 	h.Metrics().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sitelink_proxy_clients_connected",
@@ -99,10 +108,41 @@ func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, validateOnl
 	if err := p.srv.Apply(cfg); err != nil {
 		return fmt.Errorf("apply proxy config: %w", err)
 	}
+	opts := clusterOptions(cfg.Cluster)
 	p.mu.Lock()
 	p.cfg = cfg
+	p.node = opts.Node
 	p.mu.Unlock()
+	// The status endpoint serves while the proxy is stopped too (a backup under
+	// active_when: master shows as reachable, not online).
+	if err := p.cl.Apply(opts); err != nil {
+		return fmt.Errorf("apply cluster config: %w", err)
+	}
 	return nil
+}
+
+// clusterOptions turns the validated cluster section into cluster.Options.
+func clusterOptions(c *relay.ClusterConfig) cluster.Options {
+	host, _ := os.Hostname()
+	if c == nil {
+		return cluster.Options{Node: host}
+	}
+	allow, _ := access.ParsePrefixes(c.Allow) // validated by relay.ParseConfig
+	o := cluster.Options{Node: c.Node, Listen: c.Listen, Peers: c.Peers, Allow: allow, Token: c.Token,
+		Interval: time.Duration(c.Interval), Timeout: time.Duration(c.Timeout)}
+	if o.Node == "" {
+		o.Node = host
+	}
+	return o
+}
+
+// localStatus is this proxy's row in the cluster view and its status endpoint's answer.
+func (p *Plugin) localStatus() cluster.Status {
+	p.mu.Lock()
+	node, role := p.node, p.role
+	p.mu.Unlock()
+	return cluster.Status{Node: node, Online: p.srv.Running(), Role: string(role), ClientsConnected: p.srv.Clients.Connected(),
+		ActiveConnections: max(p.srv.ActiveConns(), 0), AcceptErrors: p.srv.AcceptErrors(), Version: version}
 }
 
 // Start implements sdk.Plugin: opens the listeners.
@@ -118,7 +158,9 @@ func (p *Plugin) Start(ctx context.Context, role sdk.Role) error {
 			return err
 		}
 		p.cfg = cfg
+		p.node = clusterOptions(nil).Node
 	}
+	p.role = role
 	if err := p.srv.Start(); err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}
@@ -157,6 +199,11 @@ func (p *Plugin) housekeeping(ctx context.Context) {
 	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	// The role is shown in the cluster view; without events it stays as Start gave it.
+	roles, err := p.Host().Subscribe(ctx, sdk.EventRole)
+	if err != nil {
+		p.Host().Logger().Debug("no role events", "error", err)
+	}
 	for {
 		if n := p.srv.Clients.Connected(); n != last {
 			publish("online", n)
@@ -166,6 +213,16 @@ func (p *Plugin) housekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			publish("offline", 0)
 			return
+		case ev, ok := <-roles:
+			if !ok {
+				roles = nil
+				continue
+			}
+			if r := ev.Attrs["role"]; r != "" {
+				p.mu.Lock()
+				p.role = sdk.Role(r)
+				p.mu.Unlock()
+			}
 		case <-t.C:
 			p.srv.Clients.Prune(time.Hour)
 		}
@@ -251,10 +308,13 @@ func (p *Plugin) clients(_ context.Context, args sdk.Args) (any, error) {
 
 func (p *Plugin) upstreams(context.Context, sdk.Args) (any, error) { return p.srv.Upstreams(), nil }
 
-func (p *Plugin) cluster(context.Context, sdk.Args) (any, error) {
-	host, _ := os.Hostname()
-	return map[string]any{"node": host, "online": p.srv.Running(), "clients_connected": p.srv.Clients.Connected(),
-		"active_connections": p.srv.ActiveConns()}, nil
+// cluster polls the peers now (each within its poll timeout) and returns every member;
+// an unreachable peer is a row with reachable=false and the error, never a failure.
+func (p *Plugin) cluster(ctx context.Context, _ sdk.Args) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p.cl.Refresh(ctx)
+	return p.cl.Members(), nil
 }
 
 func (p *Plugin) plan(_ context.Context, args sdk.Args) (any, error) {
@@ -309,6 +369,11 @@ const schema = `{
       "max_conns": {"type": ["string", "number"]}, "client_max_conns": {"type": ["string", "number"]}}},
     "geoip": {"type": "object", "required": ["database"], "properties": {"database": {"type": "string"}}, "additionalProperties": false},
     "drain_timeout": {"type": "string"},
-    "audit_rate": {"type": "integer", "minimum": 0}
+    "audit_rate": {"type": "integer", "minimum": 0},
+    "cluster": {"type": "object", "additionalProperties": false, "properties": {
+      "node": {"type": "string"}, "listen": {"type": "string"},
+      "peers": {"type": "array", "items": {"type": "string"}},
+      "allow": {"type": "array", "items": {"type": "string"}},
+      "token": {"type": "string"}, "interval": {"type": "string"}, "timeout": {"type": "string"}}}
   }
 }`

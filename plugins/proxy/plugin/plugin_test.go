@@ -151,3 +151,107 @@ func TestPlan(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestClusterAction runs two proxies as cluster peers: each one's `cluster` action shows
+// both, with the other's clients and role; when one goes away the other shows it
+// unreachable and still answers.
+func TestClusterAction(t *testing.T) {
+	up := echoServer(t)
+	stA, stB := freeAddr(t), freeAddr(t)
+	cfg := func(node, listen, peer string) string {
+		return fmt.Sprintf(`{"listeners":[{"name":"t","address":"127.0.0.1:0","mode":"tcp","upstream":"mc"}],
+			"upstreams":{"mc":{"servers":[%q]}},"drain_timeout":"300ms",
+			"cluster":{"node":%q,"listen":%q,"peers":[%q],"interval":"200ms","timeout":"1s"}}`, up, node, listen, peer)
+	}
+	pa, pb := New(), New()
+	ha, hb := sdktest.New(t, pa), sdktest.New(t, pb)
+	if err := ha.Validate(`{"upstreams":{"mc":{"servers":["127.0.0.1:1"]}},"cluster":{"peers":["nope"]}}`); err == nil ||
+		!strings.Contains(err.Error(), "cluster.peers[0]") || !strings.Contains(err.Error(), "cluster.listen") {
+		t.Fatalf("bad cluster config: %v", err)
+	}
+	if err := ha.Configure(cfg("px-a", stA, stB)); err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Configure(cfg("px-b", stB, stA)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.Start(sdk.RoleMaster); err != nil {
+		t.Fatal(err)
+	}
+	// px-b is configured but not started (a backup under active_when: master).
+	// One client on px-a.
+	c, err := net.Dial("tcp", pa.srv.Addr("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitClients(t, pa, 1)
+
+	type row struct {
+		Node        string  `json:"node"`
+		Address     string  `json:"address"`
+		Self        bool    `json:"self"`
+		Reachable   bool    `json:"reachable"`
+		Online      bool    `json:"online"`
+		Role        string  `json:"role"`
+		Clients     *int    `json:"clients"`
+		Connections *int64  `json:"connections"`
+		LastSeen    *string `json:"last_seen"`
+		Error       string  `json:"error"`
+	}
+	view := func(h *sdktest.Harness) []row {
+		var rows []row
+		if err := h.Action("cluster", nil, &rows); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	rows := view(hb)
+	if len(rows) != 2 || !rows[0].Self || rows[0].Node != "px-b" || rows[0].Online || rows[0].Address != stB {
+		t.Fatalf("px-b's view, own row: %+v", rows)
+	}
+	if r := rows[1]; r.Node != "px-a" || !r.Reachable || !r.Online || r.Role != "MASTER" || r.Clients == nil || *r.Clients != 1 ||
+		*r.Connections != 1 || r.LastSeen == nil {
+		t.Fatalf("px-b's view of px-a: %+v", rows[1])
+	}
+	if r := view(ha)[1]; r.Node != "px-b" || !r.Reachable || r.Online {
+		t.Fatalf("px-a's view of px-b (stopped): %+v", r)
+	}
+	// px-a's role changes: its peers see it.
+	ha.Publish(sdk.Event{Type: sdk.EventRole, Attrs: map[string]string{"role": "BACKUP", "previous": "MASTER"}})
+	deadline := time.Now().Add(10 * time.Second)
+	for view(hb)[1].Role != "BACKUP" {
+		if time.Now().After(deadline) {
+			t.Fatalf("px-b does not see px-a's new role: %+v", view(hb))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// px-a goes away (its endpoint closes): px-b's view still answers, px-a unreachable.
+	pa.cl.Close()
+	rows = view(hb)
+	if len(rows) != 2 || rows[1].Reachable || rows[1].Online || rows[1].Clients != nil || rows[1].Error == "" ||
+		rows[1].Node != "px-a" || rows[1].LastSeen == nil {
+		t.Fatalf("px-b's view with px-a down: %+v", rows)
+	}
+}
+
+func waitClients(t *testing.T, p *Plugin, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.srv.Clients.Connected() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("clients connected %d, want %d", p.srv.Clients.Connected(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

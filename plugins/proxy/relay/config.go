@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sitelink/sitelink/plugins/proxy/access"
 	"github.com/sitelink/sitelink/plugins/sdk"
 )
@@ -24,6 +26,26 @@ type Config struct {
 	DrainTimeout Duration `json:"drain_timeout,omitempty"`
 	// AuditRate is how many refusals per second are written to the audit log (default 10).
 	AuditRate *int `json:"audit_rate,omitempty"`
+	// Cluster names the other proxies of the cluster for the cluster view (package
+	// cluster; the relay itself does not use it).
+	Cluster *ClusterConfig `json:"cluster,omitempty"`
+}
+
+// ClusterConfig is the cluster view: this proxy's read-only status endpoint and its peers'.
+type ClusterConfig struct {
+	// Node names this proxy in the view (default: the host name).
+	Node string `json:"node,omitempty"`
+	// Listen is the address of this proxy's status endpoint, host:port.
+	Listen string `json:"listen,omitempty"`
+	// Peers are the other proxies' status endpoints, host:port.
+	Peers []string `json:"peers,omitempty"`
+	// Allow are sources admitted to the endpoint besides the peers' addresses.
+	Allow []string `json:"allow,omitempty"`
+	// Token, when set, is required from pollers and sent to peers (the same on all).
+	Token string `json:"token,omitempty"`
+	// Interval between polls of the peers (default 5s); Timeout of one poll (default 2s).
+	Interval Duration `json:"interval,omitempty"`
+	Timeout  Duration `json:"timeout,omitempty"`
 }
 
 // ListenerConfig is one listening socket.
@@ -226,6 +248,8 @@ type compiled struct {
 	idle      time.Duration
 	sniffTO   time.Duration
 	maxRecord int
+	// connections is this listener's series of Metrics.Connections.
+	connections prometheus.Counter
 }
 
 var tlsVersions = map[string]uint16{"1.0": 0x0301, "1.1": 0x0302, "1.2": 0x0303, "1.3": 0x0304}
@@ -326,6 +350,24 @@ func ParseConfig(raw json.RawMessage) (*Config, error) {
 		}
 		if len(l.Countries) > 0 && (c.GeoIP == nil || c.GeoIP.Database == "") {
 			errs.Add(p+".countries", "needs geoip.database")
+		}
+	}
+	if cl := c.Cluster; cl != nil {
+		if cl.Listen != "" {
+			if _, port, err := net.SplitHostPort(cl.Listen); err != nil || port == "" {
+				errs.Add("cluster.listen", "%q is not [host]:port", cl.Listen)
+			}
+		}
+		for i, p := range cl.Peers {
+			if host, port, err := net.SplitHostPort(p); err != nil || host == "" || port == "" {
+				errs.Add(fmt.Sprintf("cluster.peers[%d]", i), "%q is not host:port", p)
+			}
+		}
+		if _, err := access.ParsePrefixes(cl.Allow); err != nil {
+			errs.Add("cluster.allow", "%v", err)
+		}
+		if len(cl.Peers) > 0 && cl.Listen == "" {
+			errs.Add("cluster.listen", "peers poll each other: this proxy needs a listen address too")
 		}
 	}
 	if err := errs.Err(); err != nil {

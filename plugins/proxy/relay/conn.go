@@ -102,7 +102,7 @@ func (cn *clientConn) pipe(ctx context.Context, up *net.TCPConn, toUpstream, toC
 		}
 	}
 	m := cn.s.hooks.Metrics
-	in, out := m.Bytes.WithLabelValues("in"), m.Bytes.WithLabelValues("out")
+	in, out := m.bytesIn, m.bytesOut
 	return relay(ctx, cn.c, up, cn.l.idle, cn.buckets,
 		func(n int) { cn.client.AddIn(n); in.Add(float64(n)) },
 		func(n int) { cn.client.AddOut(n); out.Add(float64(n)) })

@@ -34,7 +34,57 @@ type direction struct {
 	count   func(n int)
 	// activity is shared by both directions: unix nanoseconds of the last transfer.
 	activity *atomic.Int64
-	idle     time.Duration
+	// ended is shared by both directions: how many reached EOF.
+	ended *atomic.Int32
+	idle  time.Duration
+}
+
+// readSmall waits until src has bytes or EOF and reads them into a pooled buffer taken
+// only once the socket is readable (a parked connection holds none). It returns the
+// buffer (nil at EOF or on error) and the bytes read. One read(2) per wake-up, where
+// waitReadable needs an ioctl and a peek first.
+func (d *direction) readSmall() (*[]byte, int, error) {
+	var bp *[]byte
+	var n int
+	var serr error
+	err := d.rc.Read(func(fd uintptr) bool {
+		if bp == nil {
+			bp = smallBufs.Get().(*[]byte)
+		}
+		for {
+			m, err := unix.Read(int(fd), *bp)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				smallBufs.Put(bp)
+				bp = nil
+				return false
+			case err != nil:
+				serr = os.NewSyscallError("read", err)
+			default:
+				n = m
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if (err != nil || n == 0) && bp != nil {
+		smallBufs.Put(bp)
+		bp = nil
+	}
+	return bp, n, err
+}
+
+// eof passes a half-close on to dst, unless the other direction ended too: then both
+// sockets are closed next, which sends the FIN anyway (one shutdown(2) less).
+func (d *direction) eof() error {
+	if d.ended.Add(1) == 2 {
+		return nil
+	}
+	return d.dst.CloseWrite()
 }
 
 // waitReadable blocks until src has bytes or EOF without holding a buffer or a pipe, and
@@ -67,27 +117,55 @@ func (d *direction) waitReadable() (int, error) {
 }
 
 // run moves bytes from src to dst until EOF (then half-closes dst) or an error.
+// Without bandwidth limits, after a small transfer (the usual case for agents) it reads
+// straight into a pooled buffer; after a large one, and with limits, it first learns how
+// much is readable, and moves large amounts with splice.
 func (d *direction) run(ctx context.Context) error {
+	small := true
 	for {
 		if d.idle > 0 {
 			_ = d.src.SetReadDeadline(time.Now().Add(d.idle))
 		}
+		bs := d.buckets()
+		if small && len(bs) == 0 {
+			bp, n, err := d.readSmall()
+			if err != nil {
+				if d.recentlyActive(err) {
+					continue
+				}
+				return err
+			}
+			if n == 0 {
+				return d.eof()
+			}
+			if d.idle > 0 {
+				_ = d.dst.SetWriteDeadline(time.Now().Add(d.idle))
+			}
+			w, err := d.dst.Write((*bp)[:n])
+			smallBufs.Put(bp)
+			if w > 0 {
+				d.activity.Store(time.Now().UnixNano())
+				d.count(w)
+			}
+			if err != nil {
+				return err
+			}
+			small = n < spliceMin
+			continue
+		}
 		avail, err := d.waitReadable()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				last := time.Unix(0, d.activity.Load())
-				if time.Since(last) < d.idle {
-					continue // the other direction is busy
-				}
+			if d.recentlyActive(err) {
+				continue
 			}
 			return err
 		}
 		if avail == 0 {
 			// EOF: pass the half-close on, keep the other direction going.
-			return d.dst.CloseWrite()
+			return d.eof()
 		}
 		n := avail
-		if bs := d.buckets(); len(bs) > 0 {
+		if len(bs) > 0 {
 			if n, err = limit.Wait(ctx, avail, bs...); err != nil {
 				return err
 			}
@@ -116,7 +194,17 @@ func (d *direction) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		small = moved < spliceMin
 	}
+}
+
+// recentlyActive says whether err is the idle deadline while the other direction moved
+// bytes within the idle timeout (then the connection is not idle).
+func (d *direction) recentlyActive(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	return time.Since(time.Unix(0, d.activity.Load())) < d.idle
 }
 
 // relay copies both ways between a and b until both directions ended (or ctx ends),
@@ -131,9 +219,10 @@ func relay(ctx context.Context, a, b *net.TCPConn, idle time.Duration, buckets f
 		return err
 	}
 	var activity atomic.Int64
+	var ended atomic.Int32
 	activity.Store(time.Now().UnixNano())
-	ab := &direction{src: a, dst: b, rc: ra, buckets: buckets, count: countAB, activity: &activity, idle: idle}
-	ba := &direction{src: b, dst: a, rc: rb, buckets: buckets, count: countBA, activity: &activity, idle: idle}
+	ab := &direction{src: a, dst: b, rc: ra, buckets: buckets, count: countAB, activity: &activity, ended: &ended, idle: idle}
+	ba := &direction{src: b, dst: a, rc: rb, buckets: buckets, count: countBA, activity: &activity, ended: &ended, idle: idle}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {

@@ -11,6 +11,9 @@ type Metrics struct {
 	AcceptErrors prometheus.Counter
 	UpstreamUp   *prometheus.GaugeVec
 	CacheRecords prometheus.Counter
+
+	// bytesIn and bytesOut are Bytes' two series, looked up once (not per connection).
+	bytesIn, bytesOut prometheus.Counter
 }
 
 // NewMetrics registers the collectors on reg (nil: unregistered).
@@ -31,6 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CacheRecords: prometheus.NewCounter(prometheus.CounterOpts{Name: "sitelink_proxy_cache_records_total",
 			Help: "Records appended to the log cache and acknowledged, in cache mode."}),
 	}
+	m.bytesIn, m.bytesOut = m.Bytes.WithLabelValues("in"), m.Bytes.WithLabelValues("out")
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.Active, m.Bytes, m.Refusals, m.AcceptErrors, m.UpstreamUp, m.CacheRecords)
 	}

@@ -53,6 +53,9 @@ type Server struct {
 	conns     map[*net.TCPConn]struct{}
 	wg        sync.WaitGroup
 	acceptErr atomic.Uint64
+	// acceptTry counts accept calls, failed or not (the back-off keeps it small while
+	// accepts fail).
+	acceptTry atomic.Uint64
 }
 
 // listener is one listening socket; its settings can be swapped without closing it.
@@ -61,7 +64,9 @@ type listener struct {
 	addr string
 	ln   *net.TCPListener
 	cfg  atomic.Pointer[compiled]
-	done chan struct{}
+	// closing ends an accept back-off early; done is closed when the accept loop ended.
+	closing chan struct{}
+	done    chan struct{}
 }
 
 // New returns a stopped server.
@@ -151,18 +156,19 @@ func (s *Server) reconcile() error {
 	for _, lc := range s.cfg.Listeners {
 		want[lc.Name] = true
 		c := compile(lc, s.geo)
+		c.connections = s.hooks.Metrics.Connections.WithLabelValues(lc.Name)
 		if l, ok := s.listeners[lc.Name]; ok && l.addr == lc.Address {
 			l.cfg.Store(c)
 			continue
 		} else if ok {
 			s.closeListener(l)
 		}
-		ln, err := net.Listen("tcp", lc.Address)
+		ln, err := listenTCP(lc.Address)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err))
 			continue
 		}
-		l := &listener{name: lc.Name, addr: lc.Address, ln: ln.(*net.TCPListener), done: make(chan struct{})}
+		l := &listener{name: lc.Name, addr: lc.Address, ln: ln, closing: make(chan struct{}), done: make(chan struct{})}
 		l.cfg.Store(c)
 		s.listeners[lc.Name] = l
 		go s.acceptLoop(l)
@@ -177,6 +183,7 @@ func (s *Server) reconcile() error {
 }
 
 func (s *Server) closeListener(l *listener) {
+	close(l.closing)
 	_ = l.ln.Close()
 	<-l.done
 	delete(s.listeners, l.name)
@@ -264,6 +271,9 @@ func (s *Server) Running() bool {
 // AcceptErrors counts failed accepts.
 func (s *Server) AcceptErrors() uint64 { return s.acceptErr.Load() }
 
+// AcceptAttempts counts accept calls, failed or not.
+func (s *Server) AcceptAttempts() uint64 { return s.acceptTry.Load() }
+
 // ActiveConns is the number of connections being handled.
 func (s *Server) ActiveConns() int64 { return s.active.Load() }
 
@@ -277,6 +287,7 @@ func (s *Server) acceptLoop(l *listener) {
 	defer close(l.done)
 	var backoff time.Duration
 	for {
+		s.acceptTry.Add(1)
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -290,7 +301,13 @@ func (s *Server) acceptLoop(l *listener) {
 				s.hooks.Log.Error("accept failed; backing off", "listener", l.name, "error", err,
 					"fd_exhausted", errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE), "backoff", backoff)
 			}
-			time.Sleep(backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-l.closing:
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			continue
 		}
 		backoff = 0
@@ -335,8 +352,10 @@ func (s *Server) refuse(l *compiled, a netip.Addr, reason, detail string, counte
 func (s *Server) handle(l *compiled, c *net.TCPConn) {
 	defer s.wg.Done()
 	defer c.Close()
-	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	a := ap.Addr().Unmap()
+	var a netip.Addr
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a = ra.AddrPort().Addr().Unmap()
+	}
 	if reason, detail := l.policy.Check(a); reason != "" {
 		s.refuse(l, a, reason, detail, false)
 		return
@@ -359,7 +378,7 @@ func (s *Server) handle(l *compiled, c *net.TCPConn) {
 	defer s.Clients.Done(cl)
 	s.track(c, true)
 	defer s.track(c, false)
-	s.hooks.Metrics.Connections.WithLabelValues(l.Name).Inc()
+	l.connections.Inc()
 	s.hooks.Metrics.Active.Inc()
 	defer s.hooks.Metrics.Active.Dec()
 

@@ -3,11 +3,17 @@
 # installed), measured in the same run. Usage: testenv/bench/proxy/run.sh
 #   AGENTS=8000  slow agents for the latency/RSS run   DUR=5  seconds per throughput run
 #   SOAK=600     also run a soak of SOAK seconds at AGENTS agents (fd/goroutine growth)
+#   RATE_ROUNDS=1  rounds of the connection-rate runs (alternating the relays)
+#   ONLY="soak"  run only the named sections (tput rate agents ingest soak; default: all)
+#   INGEST_AGENTS=500 INGEST_SYNC="interval always"  cache-mode ingestion: agents, log cache policies
+#   INGEST_DIR=/var/tmp  where the log cache of the ingestion runs lives (on disk, not tmpfs)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 AGENTS=${AGENTS:-8000}
 DUR=${DUR:-5}
 SOAK=${SOAK:-0}
+ONLY=${ONLY:-}
+want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 T=$(mktemp -d /tmp/proxybench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
@@ -65,17 +71,25 @@ kill -0 "$HA" 2>/dev/null || { echo "haproxy did not start"; exit 1; }
 
 echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
 tput() { iperf3 -c 127.0.0.1 -p "$1" -t "$DUR" -P "$2" -J | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9) if "sum_received" in d.get("end",{}) else "error(%s)" % d.get("error"))'; sleep 1; }
+if want tput; then
 echo "## relay throughput (Gbit/s, iperf3 -t $DUR)"
 for p in 1 8; do
   line="streams=$p direct=$(tput 5201 $p) sitelink=$(tput 5301 $p) haproxy=$(tput 5401 $p)"
   [ -n "$NG" ] && line="$line nginx=$(tput 5501 $p)"
   echo "$line"
 done
-echo "## new connections per second (connect, 100 B echo, close; 64 workers, ${DUR}s)"
-"$T/proxybench" rate -target 127.0.0.1:5202 -duration "${DUR}s" -label direct
-"$T/proxybench" rate -target 127.0.0.1:5302 -duration "${DUR}s" -label sitelink
-"$T/proxybench" rate -target 127.0.0.1:5402 -duration "${DUR}s" -label haproxy
-[ -n "$NG" ] && "$T/proxybench" rate -target 127.0.0.1:5502 -duration "${DUR}s" -label nginx
+fi
+if want rate; then
+echo "## new connections per second (connect, 100 B echo, close; 64 workers, ${DUR}s; cpu: the relay's CPU time per connection)"
+NGP=""; [ -n "$NG" ] && NGP="$NG,$(pgrep -d, -P "$NG")"
+for r in $(seq "${RATE_ROUNDS:-1}"); do
+  "$T/proxybench" rate -target 127.0.0.1:5202 -duration "${DUR}s" -label direct
+  "$T/proxybench" rate -target 127.0.0.1:5302 -duration "${DUR}s" -label sitelink -pids "$SL"
+  "$T/proxybench" rate -target 127.0.0.1:5402 -duration "${DUR}s" -label haproxy -pids "$HA"
+  [ -n "$NG" ] && "$T/proxybench" rate -target 127.0.0.1:5502 -duration "${DUR}s" -label nginx -pids "$NGP"
+done
+fi
+if want agents; then
 echo "## $AGENTS agents, 100 B every 3 s (latency of the round trip; RSS of the proxy process)"
 "$T/proxybench" agents -target 127.0.0.1:5202 -conns "$AGENTS" -duration 15s -label direct
 "$T/proxybench" agents -target 127.0.0.1:5302 -conns "$AGENTS" -duration 15s -pid "$SL" -label sitelink
@@ -85,13 +99,75 @@ if [ -n "$NG" ]; then
   for w in $(pgrep -P "$NG"); do NGW=$w; done
   "$T/proxybench" agents -target 127.0.0.1:5502 -conns "$AGENTS" -duration 15s -pid "${NGW:-$NG}" -label "nginx(one worker of 2)"
 fi
-if [ "$SOAK" -gt 0 ]; then
+fi
+if want ingest; then
+  # The real path: agents -> proxy plugin (cache listener) -> sitelinkd -> logcache plugin
+  # -> store, each agent's records acknowledged only once durable under the log cache's
+  # sync policy. The peer: the same records, wrapped as the proxy stores them, appended
+  # straight to a store with the same options, by as many goroutines as there are agents.
+  IA=${INGEST_AGENTS:-500}
+  # Each agent keeps up to IW records unacknowledged; the proxy appends what it has read
+  # (at most 64 KiB, 128 records, per connection) and waits for the acknowledgement
+  # before reading more. The peer appends batches of IB records from IA goroutines: the
+  # same records in flight at the store.
+  IW=${INGEST_WINDOW:-256}; IB=${INGEST_BATCH:-128}
+  ID=$(mktemp -d "${INGEST_DIR:-/var/tmp}/proxybench-ingest.XXXXXX"); chmod 755 "$ID"
+  trap 'cleanup; rm -rf "$ID"' EXIT
+  for b in sitelinkd:./daemon/cmd/sitelinkd sitelinkctl:./daemon/cmd/sitelinkctl plugins/logcache:./plugins/logcache plugins/proxy:./plugins/proxy; do
+    CGO_ENABLED=0 go build -o "$ID/bin/${b%%:*}" "${b#*:}"
+  done
+  chmod 755 "$ID/bin" "$ID/bin/plugins"
+  echo "## cache-mode ingestion: $IA agents, 512-byte records, ${DUR}s after 2s warm-up; sitelinkd+logcache+proxy vs the store alone"
+  for pol in ${INGEST_SYNC:-interval always}; do
+    R="$ID/$pol"; mkdir -p "$R/cache" "$R/plugins.d"; chown 65534:65534 "$R/cache"
+    cat > "$R/sitelink.yaml" <<CFG
+daemon:
+  plugin_dir: $ID/bin/plugins
+  plugins_d: $R/plugins.d
+  state_dir: $R/state
+  runtime_dir: $R/run
+  socket: $R/admin.sock
+  plugin_user: nobody
+plugins:
+  logcache:
+    config: {dir: $R/cache, max_bytes: 1GiB, segment_bytes: 64MiB, sync: $pol}
+  proxy:
+    after: [logcache]
+    config:
+      listeners: [{name: ingest, address: "127.0.0.1:5601", mode: cache}]
+      cluster: {node: bench, listen: "127.0.0.1:5608", peers: ["127.0.0.1:5609"], timeout: 500ms}
+CFG
+    "$ID/bin/sitelinkd" --config "$R/sitelink.yaml" >"$R/daemon.log" 2>&1 & D=$!; pids+=($D)
+    "$T/proxybench" ingest -target 127.0.0.1:5601 -agents "$IA" -window "$IW" -duration "${DUR}s" -label "sitelink(sync=$pol)" \
+      || { tail -20 "$R/daemon.log"; exit 1; }
+    if [ -z "${shown:-}" ]; then
+      shown=1
+      echo "## sitelinkctl proxy cluster (one configured peer, not running)"
+      "$ID/bin/sitelinkctl" --socket "$R/admin.sock" proxy cluster || true
+    fi
+    kill "$D"; wait "$D" 2>/dev/null || true
+    "$T/proxybench" storeappend -dir "$R/direct" -sync "$pol" -callers "$IA" -batch "$IB" -duration "${DUR}s" -label "store(sync=$pol)"
+  done
+fi
+if [ "$SOAK" -gt 0 ] && want soak; then
+  # Idle before and after (every agent gone: back to the same goroutines and fds), and
+  # with all agents connected at the start and at the end of the soak (no growth while
+  # they run); RSS is reported, not judged.
   echo "## soak: $AGENTS agents for ${SOAK}s"
-  before=$(curl -s 127.0.0.1:5309/stats)
-  "$T/proxybench" agents -target 127.0.0.1:5302 -conns "$AGENTS" -duration "${SOAK}s" -pid "$SL" -label soak
-  sleep 2
-  after=$(curl -s 127.0.0.1:5309/stats)
-  echo "before: $before"; echo "after:  $after"
+  before="$(curl -s 127.0.0.1:5309/stats) rss_kb $(awk '/VmRSS/{print $2}' /proc/$SL/status)"
+  out=$("$T/proxybench" agents -target 127.0.0.1:5302 -conns "$AGENTS" -duration "${SOAK}s" -pid "$SL" -label soak \
+    -stats http://127.0.0.1:5309/stats)
+  echo "$out"
+  for _ in $(seq 50); do
+    after=$(curl -s 127.0.0.1:5309/stats)
+    [ "$(echo "$after" | awk '{print $6+0}')" = 0 ] && break
+    sleep 0.2
+  done
+  after="$after rss_kb $(awk '/VmRSS/{print $2}' /proc/$SL/status)"
+  echo "idle before: $before"; echo "idle after:  $after"
   b=$(echo "$before" | awk '{print $2+0, $4+0}'); a=$(echo "$after" | awk '{print $2+0, $4+0}')
-  [ "$b" = "$a" ] || { echo "soak: goroutines/fds changed ($b -> $a)"; exit 1; }
+  [ "$b" = "$a" ] || { echo "soak: idle goroutines/fds changed ($b -> $a)"; exit 1; }
+  c0=$(echo "$out" | awk '/stats connected/{print $5+0, $7+0}'); c1=$(echo "$out" | awk '/stats end/{print $5+0, $7+0}')
+  [ -n "$c0" ] && [ "$c0" = "$c1" ] || { echo "soak: connected goroutines/fds changed ($c0 -> $c1)"; exit 1; }
+  echo "soak: ok (idle $b, connected $c0 goroutines/fds)"
 fi

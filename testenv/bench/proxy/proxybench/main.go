@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -29,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: proxybench relay|echo|agents|rate [flags]")
+		fmt.Fprintln(os.Stderr, "usage: proxybench relay|echo|agents|rate|ingest|storeappend [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -42,6 +43,10 @@ func main() {
 		err = runAgents(os.Args[2:])
 	case "rate":
 		err = runRate(os.Args[2:])
+	case "ingest":
+		err = runIngest(os.Args[2:])
+	case "storeappend":
+		err = runStoreAppend(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -84,10 +89,18 @@ func runRelay(args []string) error {
 		return err
 	}
 	if *stats != "" {
-		go http.ListenAndServe(*stats, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		// /stats for the soak; /debug/pprof/ (net/http/pprof) for profiling the relay.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 			fds, _ := os.ReadDir("/proc/self/fd")
-			fmt.Fprintf(w, "goroutines %d fds %d conns %d\n", runtime.NumGoroutine(), len(fds), s.ActiveConns())
-		}))
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(w, "goroutines %d fds %d conns %d heap_inuse_kb %d stack_inuse_kb %d\n", runtime.NumGoroutine(), len(fds),
+				s.ActiveConns(), ms.HeapInuse>>10, ms.StackInuse>>10)
+		})
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go http.ListenAndServe(*stats, mux)
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -160,7 +173,22 @@ func runAgents(args []string) error {
 	dur := fs.Duration("duration", 20*time.Second, "measuring time after all connected")
 	pid := fs.Int("pid", 0, "process whose RSS and fds to report")
 	label := fs.String("label", "", "name in the output")
+	stats := fs.String("stats", "", "URL of the relay's /stats, printed once connected, every -every and at the end (soak)")
+	every := fs.Duration("every", time.Minute, "between /stats samples while running")
 	_ = fs.Parse(args)
+	printStats := func(when string) {
+		if *stats == "" {
+			return
+		}
+		r, err := http.Get(*stats)
+		if err != nil {
+			fmt.Printf("%s stats %s: %v\n", *label, when, err)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		fmt.Printf("%s stats %s: %s rss_kb %d\n", *label, when, strings.TrimSpace(string(b)), rssKB(*pid))
+	}
 	rss0, fd0 := rssKB(*pid), fdCount(*pid)
 	conns := make([]net.Conn, 0, *n)
 	for i := 0; i < *n; i++ {
@@ -172,12 +200,29 @@ func runAgents(args []string) error {
 	}
 	time.Sleep(time.Second)
 	rss1, fd1 := rssKB(*pid), fdCount(*pid)
+	printStats("connected")
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
 	defer cancel()
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs atomic.Int64
 	var wg sync.WaitGroup
+	if *stats != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(*every)
+			defer t.Stop()
+			for k := 1; ; k++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					printStats(fmt.Sprintf("t+%v", time.Duration(k)**every))
+				}
+			}
+		}()
+	}
 	msg := []byte(strings.Repeat("m", 100))
 	for i, c := range conns {
 		wg.Add(1)
@@ -212,6 +257,7 @@ func runAgents(args []string) error {
 	}
 	wg.Wait()
 	rss2, fd2 := rssKB(*pid), fdCount(*pid)
+	printStats("end")
 	for _, c := range conns {
 		c.Close()
 	}
@@ -233,7 +279,9 @@ func runRate(args []string) error {
 	workers := fs.Int("workers", 64, "concurrent clients")
 	dur := fs.Duration("duration", 5*time.Second, "how long")
 	label := fs.String("label", "", "name in the output")
+	pids := fs.String("pids", "", "comma-separated processes whose CPU time per connection to report")
 	_ = fs.Parse(args)
+	cpu0 := cpuTicks(*pids)
 	var ok, bad atomic.Int64
 	deadline := time.Now().Add(*dur)
 	var wg sync.WaitGroup
@@ -264,6 +312,35 @@ func runRate(args []string) error {
 		}()
 	}
 	wg.Wait()
-	fmt.Printf("%s: %.0f conn/s (%d ok, %d failed)\n", *label, float64(ok.Load())/dur.Seconds(), ok.Load(), bad.Load())
+	cpu := ""
+	if *pids != "" && ok.Load() > 0 {
+		// Clock ticks are 10 ms (USER_HZ 100).
+		cpu = fmt.Sprintf(" cpu=%.1fus/conn", float64(cpuTicks(*pids)-cpu0)*1e4/float64(ok.Load()))
+	}
+	fmt.Printf("%s: %.0f conn/s (%d ok, %d failed)%s\n", *label, float64(ok.Load())/dur.Seconds(), ok.Load(), bad.Load(), cpu)
 	return nil
+}
+
+// cpuTicks is the user+system CPU time of the processes (comma-separated pids), in
+// clock ticks, threads included.
+func cpuTicks(pids string) int64 {
+	var sum int64
+	for _, p := range strings.Split(pids, ",") {
+		if p == "" {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + p + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): state is field 3,
+		// utime 14 and stime 15.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			sum += u + s
+		}
+	}
+	return sum
 }
