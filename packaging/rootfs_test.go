@@ -469,16 +469,6 @@ func checkUninstall(t *testing.T, ctx context.Context, m *testenv.Machine, el in
 			continue
 		}
 		journal, _ := machineRun(ctx, m, "systemctl status --no-pager sitelinkd; journalctl --no-pager -n 60 -u sitelinkd")
-		// Inside this nested container systemd sometimes cannot move the stop's
-		// ExecStopPost into the unit's cgroup while the cgroup is being torn down
-		// (exit 219/CGROUP, "Failed to kill control group ... Input/output error"):
-		// the unit ends failed although sitelinkd stopped cleanly. That is the test
-		// host's cgroup nesting, not the package; anything else fails the test.
-		if want == "inactive" && strings.Contains(out, "failed") && strings.Contains(journal, "status=219/CGROUP") &&
-			strings.Contains(journal, "sitelinkd stopped") {
-			t.Logf("after --uninstall the unit is failed by systemd's 219/CGROUP in the container, not by sitelinkd:\n%s", journal)
-			continue
-		}
 		t.Errorf("after --uninstall: no %q in\n%s\nthe unit's status and journal:\n%s", want, out, journal)
 	}
 	must(t, ctx, m, fmt.Sprintf(script, el)+"--repo file:///srv/sitelink-repo")

@@ -143,7 +143,7 @@ func TestUnitCommands(t *testing.T) {
 		"ExecStartPre": "/usr/sbin/sitelinkd --check-config ${SITELINK_CONFIG}",
 		"ExecStart":    "/usr/sbin/sitelinkd --config ${SITELINK_CONFIG} $SITELINKD_OPTS",
 		"ExecReload":   "/usr/bin/sitelinkctl reload",
-		"ExecStopPost": "/usr/sbin/sitelinkd --cleanup --config ${SITELINK_CONFIG}",
+		"ExecStopPost": "-/usr/sbin/sitelinkd --cleanup --config ${SITELINK_CONFIG}",
 	}
 	for k, v := range want {
 		if got := get(k); !slices.Contains(got, v) {
