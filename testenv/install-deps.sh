@@ -20,6 +20,14 @@ declare -A el=(
   [runuser]=util-linux [pgrep]=procps-ng [getpcaps]=libcap
 )
 
+# The tunnel plugin runs unprivileged and opens /dev/net/tun, which udev's default rules
+# make 0666 on every distribution; a machine booted without udev (some VMs and
+# containers) leaves it 0600 root, and every userspace tunnel test would fail.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ] && [ "$(id -u)" -eq 0 ]; then
+  echo "install-deps: /dev/net/tun is mode $(stat -c %a /dev/net/tun); setting 0666 as udev's default rules do"
+  chmod 0666 /dev/net/tun
+fi
+
 missing=()
 for tool in "${!deb[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")

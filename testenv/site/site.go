@@ -126,7 +126,7 @@ type Site struct {
 // New builds the site and starts both connectors, and returns once one of them is master
 // with its tunnel online and the remote user reaches the app. On error everything made
 // so far is removed.
-func New(ctx context.Context, opts Options) (s *Site, err error) {
+func New(ctx context.Context, opts Options) (_ *Site, err error) {
 	if opts.Bin == "" {
 		return nil, errors.New("site: Options.Bin is required (the directory `make build` or Build makes)")
 	}
@@ -142,17 +142,18 @@ func New(ctx context.Context, opts Options) (s *Site, err error) {
 	if opts.ClientMaxConns == 0 {
 		opts.ClientMaxConns = 3
 	}
-	s = &Site{opts: opts, env: opts.Env}
+	s := &Site{opts: opts, env: opts.Env}
 	if s.env == nil {
 		if s.env, err = testenv.NewEnv("site"); err != nil {
 			return nil, err
 		}
 		s.ownEnv = true
 	}
+	// Every error return below goes through here (returning nil for the site), so the
+	// cleanup holds its own reference.
 	defer func() {
 		if err != nil {
 			s.Close()
-			s = nil
 		}
 	}()
 	if err := os.Chmod(s.env.Dir(), 0o755); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -37,6 +38,11 @@ type userspace struct {
 func openUserspace(opts Options) (*userspace, error) {
 	t, err := tun.CreateTUN(opts.Name, opts.MTU)
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			// CAP_NET_ADMIN does not bypass the device node's mode: udev's default rules
+			// make /dev/net/tun 0666, a machine without them leaves it 0600 root.
+			return nil, fmt.Errorf("create TUN device %s: %w (the plugin runs unprivileged: /dev/net/tun must be mode 0666, as udev's default rules make it; see docs/troubleshooting.md)", opts.Name, err)
+		}
 		return nil, fmt.Errorf("create TUN device %s: %w", opts.Name, err)
 	}
 	name, err := t.Name()

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sitelink/sitelink/testenv"
@@ -38,6 +39,7 @@ type options struct {
 	iperfRuns      int
 	flowInterval   time.Duration
 	skipThroughput bool
+	trace          bool
 }
 
 func run() error {
@@ -48,6 +50,7 @@ func run() error {
 	flag.IntVar(&o.seconds, "t", 5, "seconds per iperf3 run")
 	flag.IntVar(&o.iperfRuns, "iperf-runs", 3, "iperf3 runs per path (the median is reported)")
 	flag.DurationVar(&o.flowInterval, "flow-interval", 5*time.Millisecond, "the remote user's UDP request interval")
+	flag.BoolVar(&o.trace, "trace", false, "capture packets and state on every hop while a failover gap lasts over 2 s")
 	flag.BoolVar(&o.skipThroughput, "no-throughput", false, "only the failover gaps")
 	flag.Parse()
 	ctx := context.Background()
@@ -131,6 +134,14 @@ func failovers(ctx context.Context, o options, prof site.VRRP, rounds int) ([]ti
 			return nil, err
 		}
 		resumed := time.Now()
+		if o.trace && flow.DeliveredSince(at.Add(time.Second)) == 0 {
+			// Still no answer well after the backup took over: look where the flow's
+			// packets go while it is dead.
+			time.Sleep(time.Second)
+			if flow.DeliveredSince(time.Now().Add(-500*time.Millisecond)) == 0 {
+				capture(ctx, s, m)
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err = testenv.WaitFor(wctx, "the flow after failover", func() (bool, error) { return flow.DeliveredSince(resumed) > 20, nil })
 		cancel()
@@ -242,5 +253,48 @@ func diagnose(ctx context.Context, s *site.Site) {
 		ct, _ := h.Run(ctx, "conntrack", "-L", "-p", "udp", "--dport", fmt.Sprint(site.FlowPort))
 		neigh, _ := h.IP(ctx, "neigh")
 		fmt.Fprintf(os.Stderr, "--- %s conntrack:\n%s--- %s neighbours:\n%s", h.Name(), ct, h.Name(), neigh)
+	}
+}
+
+// capture prints, for a gap that lasts, a second of the flow's packets (and WireGuard's)
+// seen on every host of its path, the connectors' conntrack entries of the flow and
+// the gateways' WireGuard peers, to stderr.
+func capture(ctx context.Context, s *site.Site, killed *site.Connector) {
+	hosts := []*testenv.Host{s.User, s.App, s.Router}
+	for _, c := range s.Connectors {
+		hosts = append(hosts, c.Host)
+	}
+	for _, g := range s.Gateways {
+		hosts = append(hosts, g.Host)
+	}
+	out := make([]string, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, _ := h.Run(ctx, "timeout", "1.5", "tcpdump", "-l", "-nn", "-e", "-i", "any", "-c", "12",
+				fmt.Sprintf("udp port %d or udp port 51820 or arp or icmp", site.FlowPort))
+			out[i] = r
+		}()
+	}
+	wg.Wait()
+	fmt.Fprintf(os.Stderr, "=== gap capture (killed %s)\n", killed.Name)
+	for i, h := range hosts {
+		fmt.Fprintf(os.Stderr, "--- %s tcpdump:\n%s", h.Name(), out[i])
+	}
+	for _, c := range s.Connectors {
+		ct, _ := c.Host.Run(ctx, "conntrack", "-L", "-p", "udp", "--dport", fmt.Sprint(site.FlowPort))
+		rt, _ := c.Host.IP(ctx, "route", "show", "table", "all")
+		addr, _ := c.Host.IP(ctx, "-br", "addr")
+		fmt.Fprintf(os.Stderr, "--- %s conntrack:\n%s--- %s routes:\n%s--- %s addresses:\n%s", c.Name, ct, c.Name, rt, c.Name, addr)
+	}
+	for _, g := range s.Gateways {
+		wgs, _ := g.Host.Run(ctx, "wg", "show", g.Iface)
+		fmt.Fprintf(os.Stderr, "--- %s wg:\n%s", g.Host.Name(), wgs)
+	}
+	for _, h := range []*testenv.Host{s.App, s.Router} {
+		n, _ := h.IP(ctx, "neigh")
+		fmt.Fprintf(os.Stderr, "--- %s neighbours:\n%s", h.Name(), n)
 	}
 }
