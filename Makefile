@@ -15,6 +15,15 @@ VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/
 COMMIT     ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 DATE       ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+# Build tags that drop code nothing here uses, for smaller binaries and a smaller idle
+# RSS (a process maps most of its binary; docs/benchmarks/supervisor.md):
+#   grpcnotrace       gRPC without golang.org/x/net/trace (its HTML debug pages)
+#   nethttpomithttp2  net/http without its bundled HTTP/2; nothing here serves or dials
+#                     HTTP over TLS, gRPC has its own HTTP/2 transport
+# Exported through GOFLAGS so that the tests and benchmarks make runs, and the binaries
+# they build, are built like the shipped ones.
+BUILD_TAGS := grpcnotrace,nethttpomithttp2
+export GOFLAGS := -tags=$(BUILD_TAGS)
 GOBUILD    := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 # Built-in plugins: every plugins/NAME/main.go. They are built as one binary

@@ -10,7 +10,8 @@
 //
 // The host offers services to the plugin through Host: publishing and subscribing to
 // events, appending records to the appliance's log cache, its state and runtime
-// directories, a structured logger and a Prometheus registry.
+// directories, a structured logger and a metrics registry (package metrics; the daemon
+// exports it in the Prometheus format).
 //
 // The host side of the contract (Client, PluginSets, Handshake) lives here too, so that
 // both ends of the wire are defined in one place; plugin authors do not need it.

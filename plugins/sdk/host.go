@@ -7,8 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 	"github.com/sitelink/sitelink/plugins/sdk/pluginpb"
 )
 
@@ -23,7 +22,7 @@ type Host interface {
 	// Logger logs structured lines that the daemon re-emits with plugin=NAME.
 	Logger() *slog.Logger
 	// Metrics is the registry whose metrics the daemon exports with a plugin label.
-	Metrics() *prometheus.Registry
+	Metrics() *metrics.Registry
 	// Publish sends an event to the other plugins and the daemon.
 	Publish(ctx context.Context, ev Event) error
 	// Subscribe delivers events of the given types (all when none) until ctx ends;
@@ -42,15 +41,15 @@ type Host interface {
 type remoteHost struct {
 	name, stateDir, runtimeDir string
 	logger                     *slog.Logger
-	registry                   *prometheus.Registry
+	registry                   *metrics.Registry
 	client                     pluginpb.HostClient
 }
 
-func (h *remoteHost) Name() string                  { return h.name }
-func (h *remoteHost) StateDir() string              { return h.stateDir }
-func (h *remoteHost) RuntimeDir() string            { return h.runtimeDir }
-func (h *remoteHost) Logger() *slog.Logger          { return h.logger }
-func (h *remoteHost) Metrics() *prometheus.Registry { return h.registry }
+func (h *remoteHost) Name() string               { return h.name }
+func (h *remoteHost) StateDir() string           { return h.stateDir }
+func (h *remoteHost) RuntimeDir() string         { return h.runtimeDir }
+func (h *remoteHost) Logger() *slog.Logger       { return h.logger }
+func (h *remoteHost) Metrics() *metrics.Registry { return h.registry }
 
 func (h *remoteHost) Publish(ctx context.Context, ev Event) error {
 	if _, err := h.client.Publish(ctx, &pluginpb.PublishRequest{Event: EventToProto(ev)}); err != nil {

@@ -11,14 +11,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/common/expfmt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 	"github.com/sitelink/sitelink/plugins/sdk/pluginpb"
 )
 
@@ -112,9 +110,9 @@ func (g *GRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c 
 	return newClient(broker, c), nil
 }
 
-func newRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+func newRegistry() *metrics.Registry {
+	reg := metrics.NewRegistry()
+	reg.MustRegister(metrics.NewProcessCollector())
 	return reg
 }
 
@@ -124,7 +122,7 @@ type server struct {
 	impl     Plugin
 	broker   *plugin.GRPCBroker
 	logger   *loggerPair
-	registry *prometheus.Registry
+	registry *metrics.Registry
 
 	mu      sync.Mutex // serialises lifecycle calls
 	state   pluginpb.State
@@ -249,16 +247,9 @@ func (s *server) Status(ctx context.Context, _ *pluginpb.StatusRequest) (*plugin
 }
 
 func (s *server) Metrics(context.Context, *pluginpb.MetricsRequest) (*pluginpb.MetricsResponse, error) {
-	mfs, err := s.registry.Gather()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "gather metrics: %v", err)
-	}
 	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			return nil, status.Errorf(codes.Internal, "encode metrics: %v", err)
-		}
+	if err := s.registry.WriteText(&buf); err != nil {
+		return nil, status.Errorf(codes.Internal, "gather metrics: %v", err)
 	}
 	return &pluginpb.MetricsResponse{Text: buf.Bytes()}, nil
 }

@@ -10,9 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sitelink/sitelink/plugins/sdk"
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 )
 
 // config is the plugin's section of sitelink.yaml.
@@ -36,7 +35,7 @@ const schema = `{
 type hello struct {
 	sdk.Base
 	greeted atomic.Uint64
-	metric  prometheus.Counter
+	metric  *metrics.Counter
 
 	mu   sync.Mutex
 	cfg  config
@@ -63,7 +62,7 @@ func (h *hello) Init(ctx context.Context, host sdk.Host) error {
 	if err := h.Base.Init(ctx, host); err != nil {
 		return err
 	}
-	h.metric = prometheus.NewCounter(prometheus.CounterOpts{Name: "hello_greetings_total", Help: "Greetings said."})
+	h.metric = metrics.NewCounter("hello_greetings_total", "Greetings said.")
 	host.Metrics().MustRegister(h.metric)
 	return nil
 }

@@ -12,14 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sitelink/sitelink/plugins/proxy/access"
 	"github.com/sitelink/sitelink/plugins/proxy/clients"
 	"github.com/sitelink/sitelink/plugins/proxy/cluster"
 	"github.com/sitelink/sitelink/plugins/proxy/limit"
 	"github.com/sitelink/sitelink/plugins/proxy/relay"
 	"github.com/sitelink/sitelink/plugins/sdk"
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 )
 
 // EventProxy is published (retained) when the proxy goes online or offline and when its
@@ -86,8 +85,8 @@ func (p *Plugin) Init(ctx context.Context, h sdk.Host) error {
 	p.cl = cluster.New(p.localStatus, h.Logger())
 	p.auditCh = make(chan sdk.LogRecord, 256)
 	go p.auditWriter(h)
-	h.Metrics().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sitelink_proxy_clients_connected",
-		Help: "Client addresses with at least one open connection."}, func() float64 { return float64(p.srv.Clients.Connected()) }))
+	h.Metrics().MustRegister(metrics.NewGaugeFunc("sitelink_proxy_clients_connected",
+		"Client addresses with at least one open connection.", func() float64 { return float64(p.srv.Clients.Connected()) }))
 	return nil
 }
 

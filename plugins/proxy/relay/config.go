@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sitelink/sitelink/plugins/proxy/access"
 	"github.com/sitelink/sitelink/plugins/sdk"
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 )
 
 // Config is the proxy plugin's config section.
@@ -249,7 +248,7 @@ type compiled struct {
 	sniffTO   time.Duration
 	maxRecord int
 	// connections is this listener's series of Metrics.Connections.
-	connections prometheus.Counter
+	connections *metrics.Counter
 }
 
 var tlsVersions = map[string]uint16{"1.0": 0x0301, "1.1": 0x0302, "1.2": 0x0303, "1.3": 0x0304}

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/sitelink/sitelink/plugins/sdk"
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 	"github.com/sitelink/sitelink/plugins/sdk/pluginpb"
 	"github.com/sitelink/sitelink/plugins/sdk/sdktest"
 )
@@ -30,7 +30,7 @@ type greeter struct {
 	role     sdk.Role
 	starts   int
 	seen     []sdk.Event
-	hits     prometheus.Counter
+	hits     *metrics.Counter
 	initName string
 }
 
@@ -91,7 +91,7 @@ func (g *greeter) Init(ctx context.Context, h sdk.Host) error {
 		return err
 	}
 	g.initName = h.Name()
-	g.hits = prometheus.NewCounter(prometheus.CounterOpts{Name: "greeter_greetings_total", Help: "greetings"})
+	g.hits = metrics.NewCounter("greeter_greetings_total", "greetings")
 	h.Metrics().MustRegister(g.hits)
 	if err := os.WriteFile(filepath.Join(h.StateDir(), "state"), []byte("x"), 0o600); err != nil {
 		return err

@@ -5,61 +5,60 @@ import (
 	"errors"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	sdkmetrics "github.com/sitelink/sitelink/plugins/sdk/metrics"
 	"github.com/sitelink/sitelink/plugins/snat/nft"
 	"github.com/sitelink/sitelink/plugins/snat/ruleset"
 )
 
-// metrics are the plugin's Prometheus metrics. Rule counters are read from the kernel
+// metrics are the plugin's metrics. Rule counters are read from the kernel
 // at scrape time, summed per config element (the rule's ref).
 type metrics struct {
 	p             *Plugin
-	reconciles    *prometheus.CounterVec
-	duration      prometheus.Histogram
-	lastTime      prometheus.Gauge
-	lastSuccess   prometheus.Gauge
-	lastCheck     prometheus.Gauge
-	driftRepairs  prometheus.Counter
-	rulePackets   *prometheus.Desc
-	ruleBytes     *prometheus.Desc
-	dropPackets   *prometheus.Desc
-	dropBytes     *prometheus.Desc
-	rulesInKernel *prometheus.Desc
-	sysctlChanged *prometheus.Desc
+	reconciles    *sdkmetrics.CounterVec
+	duration      *sdkmetrics.Histogram
+	lastTime      *sdkmetrics.Gauge
+	lastSuccess   *sdkmetrics.Gauge
+	lastCheck     *sdkmetrics.Gauge
+	driftRepairs  *sdkmetrics.Counter
+	rulePackets   *sdkmetrics.Desc
+	ruleBytes     *sdkmetrics.Desc
+	dropPackets   *sdkmetrics.Desc
+	dropBytes     *sdkmetrics.Desc
+	rulesInKernel *sdkmetrics.Desc
+	sysctlChanged *sdkmetrics.Desc
 }
 
 func newMetrics(p *Plugin) *metrics {
 	return &metrics{
 		p: p,
-		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sitelink_snat_reconciles_total",
-			Help: "Reconciles that changed the kernel or failed, by result."}, []string{"result"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sitelink_snat_reconcile_duration_seconds",
-			Help: "Duration of reconciles that changed the kernel (read, batch, verify).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		lastTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sitelink_snat_last_reconcile_timestamp_seconds",
-			Help: "Unix time of the last reconcile that changed the kernel or failed."}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sitelink_snat_last_reconcile_success",
-			Help: "1 when the last reconcile succeeded, else 0."}),
-		lastCheck: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sitelink_snat_last_check_timestamp_seconds",
-			Help: "Unix time the kernel was last found to match the config."}),
-		driftRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "sitelink_snat_drift_repairs_total",
-			Help: "Times the rules were re-applied after another tool changed or removed them."}),
-		rulePackets: prometheus.NewDesc("sitelink_snat_rule_packets_total",
-			"Packets matched by Sitelink's rules, summed per config element.", []string{"family", "chain", "ref"}, nil),
-		ruleBytes: prometheus.NewDesc("sitelink_snat_rule_bytes_total",
-			"Bytes matched by Sitelink's rules, summed per config element.", []string{"family", "chain", "ref"}, nil),
-		dropPackets: prometheus.NewDesc("sitelink_snat_access_dropped_packets_total",
-			"Packets from the client ranges dropped by the access list.", []string{"family"}, nil),
-		dropBytes: prometheus.NewDesc("sitelink_snat_access_dropped_bytes_total",
-			"Bytes from the client ranges dropped by the access list.", []string{"family"}, nil),
-		rulesInKernel: prometheus.NewDesc("sitelink_snat_rules",
-			"Rules in Sitelink's tables.", []string{"family"}, nil),
-		sysctlChanged: prometheus.NewDesc("sitelink_snat_sysctls_changed",
-			"Sysctls the plugin changed (forwarding) since it started.", nil, nil),
+		reconciles: sdkmetrics.NewCounterVec("sitelink_snat_reconciles_total",
+			"Reconciles that changed the kernel or failed, by result.", "result"),
+		duration: sdkmetrics.NewHistogram("sitelink_snat_reconcile_duration_seconds",
+			"Duration of reconciles that changed the kernel (read, batch, verify).", sdkmetrics.ExponentialBuckets(0.001, 2, 14)),
+		lastTime: sdkmetrics.NewGauge("sitelink_snat_last_reconcile_timestamp_seconds",
+			"Unix time of the last reconcile that changed the kernel or failed."),
+		lastSuccess: sdkmetrics.NewGauge("sitelink_snat_last_reconcile_success",
+			"1 when the last reconcile succeeded, else 0."),
+		lastCheck: sdkmetrics.NewGauge("sitelink_snat_last_check_timestamp_seconds",
+			"Unix time the kernel was last found to match the config."),
+		driftRepairs: sdkmetrics.NewCounter("sitelink_snat_drift_repairs_total",
+			"Times the rules were re-applied after another tool changed or removed them."),
+		rulePackets: sdkmetrics.NewDesc("sitelink_snat_rule_packets_total",
+			"Packets matched by Sitelink's rules, summed per config element.", sdkmetrics.CounterType, "family", "chain", "ref"),
+		ruleBytes: sdkmetrics.NewDesc("sitelink_snat_rule_bytes_total",
+			"Bytes matched by Sitelink's rules, summed per config element.", sdkmetrics.CounterType, "family", "chain", "ref"),
+		dropPackets: sdkmetrics.NewDesc("sitelink_snat_access_dropped_packets_total",
+			"Packets from the client ranges dropped by the access list.", sdkmetrics.CounterType, "family"),
+		dropBytes: sdkmetrics.NewDesc("sitelink_snat_access_dropped_bytes_total",
+			"Bytes from the client ranges dropped by the access list.", sdkmetrics.CounterType, "family"),
+		rulesInKernel: sdkmetrics.NewDesc("sitelink_snat_rules",
+			"Rules in Sitelink's tables.", sdkmetrics.GaugeType, "family"),
+		sysctlChanged: sdkmetrics.NewDesc("sitelink_snat_sysctls_changed",
+			"Sysctls the plugin changed (forwarding) since it started.", sdkmetrics.GaugeType),
 	}
 }
 
-func (m *metrics) register(reg *prometheus.Registry) error {
+func (m *metrics) register(reg *sdkmetrics.Registry) error {
 	return errors.Join(reg.Register(m.reconciles), reg.Register(m.duration), reg.Register(m.lastTime),
 		reg.Register(m.lastSuccess), reg.Register(m.lastCheck), reg.Register(m.driftRepairs),
 		reg.Register(kernelCollector{m}))
@@ -88,42 +87,35 @@ func (m *metrics) observeCheck(now time.Time) {
 // kernelCollector reads the rule counters when scraped.
 type kernelCollector struct{ m *metrics }
 
-func (k kernelCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{k.m.rulePackets, k.m.ruleBytes, k.m.dropPackets, k.m.dropBytes,
-		k.m.rulesInKernel, k.m.sysctlChanged} {
-		ch <- d
-	}
-}
-
-func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
+func (k kernelCollector) Collect(sc *sdkmetrics.Scrape) {
 	m := k.m
 	p := m.p
 	p.mu.Lock()
 	changed := len(p.st.sysctls)
 	p.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(m.sysctlChanged, prometheus.GaugeValue, float64(changed))
+	sc.Add(m.sysctlChanged, float64(changed))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	snap, err := p.snapshot(ctx, 0)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(m.rulePackets, err)
+		sc.Fail(err)
 		return
 	}
 	for _, c := range aggregate(snap) {
 		if c.Ref == ruleset.RefDrop && c.Chain == ruleset.ChainAccess {
-			ch <- prometheus.MustNewConstMetric(m.dropPackets, prometheus.CounterValue, float64(c.Packets), c.Family)
-			ch <- prometheus.MustNewConstMetric(m.dropBytes, prometheus.CounterValue, float64(c.Bytes), c.Family)
+			sc.Add(m.dropPackets, float64(c.Packets), c.Family)
+			sc.Add(m.dropBytes, float64(c.Bytes), c.Family)
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(m.rulePackets, prometheus.CounterValue, float64(c.Packets), c.Family, c.Chain, c.Ref)
-		ch <- prometheus.MustNewConstMetric(m.ruleBytes, prometheus.CounterValue, float64(c.Bytes), c.Family, c.Chain, c.Ref)
+		sc.Add(m.rulePackets, float64(c.Packets), c.Family, c.Chain, c.Ref)
+		sc.Add(m.ruleBytes, float64(c.Bytes), c.Family, c.Chain, c.Ref)
 	}
 	for _, t := range snap.Tables {
 		n := 0
 		for _, c := range t.Chains {
 			n += len(c.Rules)
 		}
-		ch <- prometheus.MustNewConstMetric(m.rulesInKernel, prometheus.GaugeValue, float64(n), nft.FamilyName(t.Family))
+		sc.Add(m.rulesInKernel, float64(n), nft.FamilyName(t.Family))
 	}
 }
 

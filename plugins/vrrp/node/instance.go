@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sitelink/sitelink/plugins/sdk/metrics"
 	"github.com/sitelink/sitelink/plugins/vrrp/config"
 	"github.com/sitelink/sitelink/plugins/vrrp/netio"
 	"github.com/sitelink/sitelink/plugins/vrrp/packet"
@@ -69,7 +69,7 @@ type instance struct {
 }
 
 type instMetrics struct {
-	sent, recv, sendErrs, announced prometheus.Counter
+	sent, recv, sendErrs, announced *metrics.Counter
 }
 
 type ctlReq struct {
@@ -102,7 +102,7 @@ func newInstance(n *Node, c config.Resolved) *instance {
 	return in
 }
 
-func inc(c prometheus.Counter) {
+func inc(c *metrics.Counter) {
 	if c != nil {
 		c.Inc()
 	}

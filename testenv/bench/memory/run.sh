@@ -53,7 +53,9 @@ b=$work/one/logcache
 read -r one_rss one_pss < <(measure "$work/m1" "$b" "$b" "$b" "$b" "$b")
 # Five separate single-plugin binaries (five inodes).
 mkdir -p "$work/sep"
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/sep/logcache1" ./plugins/logcache
+# The Makefile's build tags (BUILD_TAGS), so both sides are built alike.
+tags=$(sed -n 's/^BUILD_TAGS *:= *//p' Makefile)
+CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags '-s -w' -o "$work/sep/logcache1" ./plugins/logcache
 for i in 2 3 4 5; do cp "$work/sep/logcache1" "$work/sep/logcache$i"; done
 s=$work/sep
 read -r sep_rss sep_pss < <(measure "$work/m2" "$s/logcache1" "$s/logcache2" "$s/logcache3" "$s/logcache4" "$s/logcache5")
