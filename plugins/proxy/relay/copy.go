@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,10 +25,37 @@ const spliceMin = 16 << 10
 // moves bytes, never while idle.
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, spliceMin); return &b }}
 
+// pipeSize is the capacity of the splice pipes (F_SETPIPE_SZ; what Go's own splice asks
+// for too): up to this much moves per splice(2) pair.
+const pipeSize = 1 << 20
+
+// pipe is a kernel pipe for splice. A direction takes one from pipes only while bytes are
+// in it; pooled pipes are empty.
+type pipe struct {
+	r, w    int
+	cleanup runtime.Cleanup
+}
+
+// errNoPipe: no pipe could be made (out of file descriptors); the bytes are copied instead.
+var errNoPipe = errors.New("no pipe for splice")
+
+// pipes holds the empty pipes; pipes the pool drops are closed by their cleanup.
+var pipes = sync.Pool{New: func() any {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil
+	}
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize) // best effort: the default 64 KiB works too
+	p := &pipe{r: fds[0], w: fds[1]}
+	p.cleanup = runtime.AddCleanup(p, func(fds [2]int) { unix.Close(fds[0]); unix.Close(fds[1]) }, fds)
+	return p
+}}
+
 // direction is one way of a relayed connection.
 type direction struct {
 	src, dst *net.TCPConn
-	rc       syscall.RawConn
+	// rc and wc are src's and dst's raw connections.
+	rc, wc syscall.RawConn
 	// buckets returns the limiters to wait on (read at every transfer, so changed limits
 	// apply to live connections).
 	buckets func() []*limit.Bucket
@@ -42,7 +70,9 @@ type direction struct {
 // readSmall waits until src has bytes or EOF and reads them into a pooled buffer taken
 // only once the socket is readable (a parked connection holds none). It returns the
 // buffer (nil at EOF or on error) and the bytes read. One read(2) per wake-up, where
-// waitReadable needs an ioctl and a peek first.
+// waitReadable needs an ioctl and a peek first. (It cannot wait before the first read
+// when the last one drained the socket: RawConn.Read clears the poller's readiness
+// before calling f, so a readiness that came meanwhile would be lost.)
 func (d *direction) readSmall() (*[]byte, int, error) {
 	var bp *[]byte
 	var n int
@@ -76,6 +106,86 @@ func (d *direction) readSmall() (*[]byte, int, error) {
 		bp = nil
 	}
 	return bp, n, err
+}
+
+// spliceIn waits until src has bytes or EOF and splices what it can (up to pipeSize)
+// into a pipe taken only once the socket is readable. It returns the pipe (nil at EOF or
+// on error) and the bytes in it. No ioctl or peek first: one splice(2) per wake-up, and a
+// second one that finds the socket drained before the goroutine parks.
+func (d *direction) spliceIn() (*pipe, int, error) {
+	var p *pipe
+	var n int
+	var serr error
+	err := d.rc.Read(func(fd uintptr) bool {
+		if p == nil {
+			if p, _ = pipes.Get().(*pipe); p == nil {
+				serr = errNoPipe
+				return true
+			}
+		}
+		for {
+			m, err := unix.Splice(int(fd), nil, p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				pipes.Put(p)
+				p = nil
+				return false
+			case err != nil:
+				serr = os.NewSyscallError("splice", err)
+			default:
+				n = int(m)
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if (err != nil || n == 0) && p != nil {
+		pipes.Put(p) // nothing went in
+		p = nil
+	}
+	return p, n, err
+}
+
+// spliceOut moves the n bytes in p to dst, returns p to the pool once empty (closes it
+// otherwise) and says how many bytes were moved.
+func (d *direction) spliceOut(p *pipe, n int) (int, error) {
+	moved := 0
+	var serr error
+	err := d.wc.Write(func(fd uintptr) bool {
+		for moved < n {
+			m, err := unix.Splice(p.r, nil, int(fd), nil, n-moved, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				serr = os.NewSyscallError("splice", err)
+				return true
+			case m == 0:
+				serr = io.ErrShortWrite
+				return true
+			}
+			moved += int(m)
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	if moved == n {
+		pipes.Put(p)
+	} else {
+		// Bytes are stuck in it: it cannot be reused.
+		p.cleanup.Stop()
+		unix.Close(p.r)
+		unix.Close(p.w)
+	}
+	return moved, err
 }
 
 // eof passes a half-close on to dst, unless the other direction ended too: then both
@@ -118,8 +228,9 @@ func (d *direction) waitReadable() (int, error) {
 
 // run moves bytes from src to dst until EOF (then half-closes dst) or an error.
 // Without bandwidth limits, after a small transfer (the usual case for agents) it reads
-// straight into a pooled buffer; after a large one, and with limits, it first learns how
-// much is readable, and moves large amounts with splice.
+// straight into a pooled buffer, and after a large one it splices straight into a pooled
+// pipe; with limits, it first learns how much is readable, and moves large amounts with
+// splice.
 func (d *direction) run(ctx context.Context) error {
 	small := true
 	for {
@@ -127,6 +238,35 @@ func (d *direction) run(ctx context.Context) error {
 			_ = d.src.SetReadDeadline(time.Now().Add(d.idle))
 		}
 		bs := d.buckets()
+		if !small && len(bs) == 0 {
+			p, n, err := d.spliceIn()
+			if errors.Is(err, errNoPipe) {
+				small = true // copy through a buffer until a pipe can be made
+				continue
+			}
+			if err != nil {
+				if d.recentlyActive(err) {
+					continue
+				}
+				return err
+			}
+			if n == 0 {
+				return d.eof()
+			}
+			if d.idle > 0 {
+				_ = d.dst.SetWriteDeadline(time.Now().Add(d.idle))
+			}
+			moved, err := d.spliceOut(p, n)
+			if moved > 0 {
+				d.activity.Store(time.Now().UnixNano())
+				d.count(moved)
+			}
+			if err != nil {
+				return err
+			}
+			small = n < spliceMin
+			continue
+		}
 		if small && len(bs) == 0 {
 			bp, n, err := d.readSmall()
 			if err != nil {
@@ -221,15 +361,17 @@ func relay(ctx context.Context, a, b *net.TCPConn, idle time.Duration, buckets f
 	var activity atomic.Int64
 	var ended atomic.Int32
 	activity.Store(time.Now().UnixNano())
-	ab := &direction{src: a, dst: b, rc: ra, buckets: buckets, count: countAB, activity: &activity, ended: &ended, idle: idle}
-	ba := &direction{src: b, dst: a, rc: rb, buckets: buckets, count: countBA, activity: &activity, ended: &ended, idle: idle}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		a.Close()
-		b.Close()
-	})
-	defer stop()
+	ab := &direction{src: a, dst: b, rc: ra, wc: rb, buckets: buckets, count: countAB, activity: &activity, ended: &ended, idle: idle}
+	ba := &direction{src: b, dst: a, rc: rb, wc: ra, buckets: buckets, count: countBA, activity: &activity, ended: &ended, idle: idle}
+	if ctx.Done() != nil {
+		// Only a context that can end needs watching (the server's cannot: one
+		// allocation and registration less per connection).
+		stop := context.AfterFunc(ctx, func() {
+			a.Close()
+			b.Close()
+		})
+		defer stop()
+	}
 	run := func(d *direction) error {
 		err := d.run(ctx)
 		if err != nil {

@@ -712,3 +712,40 @@ func testCert(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// After bulk transfers (spliced through pooled pipes) a connection still relays small
+// messages, and the idle timeout still ends it once nothing moves either way.
+func TestBulkThenSmallThenIdleTimeout(t *testing.T) {
+	up := newUpstream(t, nil) // echo
+	h := start(t, strings.Replace(tcpConfig(up.addr), `"mode":"tcp"`, `"mode":"tcp","idle_timeout":"300ms"`, 1))
+	c := dialFrom(t, "", h.s.Addr("t"))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	for round := range 3 {
+		sent := make([]byte, 2<<20+round)
+		_, _ = rand.Read(sent)
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(sent); errc <- err }()
+		got := make([]byte, len(sent))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, sent) {
+			t.Fatalf("round %d: echo differs", round)
+		}
+		msg := fmt.Sprintf("small after bulk %d", round)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("got %q, %v", buf, err)
+		}
+	}
+	// Idle now: the relay closes the connection (EOF here, not our deadline).
+	if _, err := c.Read(make([]byte, 1)); isTimeout(err) || err == nil {
+		t.Fatalf("idle connection not closed: %v", err)
+	}
+}

@@ -45,16 +45,18 @@ func newGroup(name string, c UpstreamConfig, log *slog.Logger, onHealthy func(st
 		g.dialTO = time.Duration(c.ConnectTimeout)
 	}
 	for _, a := range c.Servers {
-		s := &server{addr: a}
-		s.healthy.Store(true) // optimistic until the first check
-		g.servers = append(g.servers, s)
+		g.servers = append(g.servers, newServer(a, false))
 	}
 	for _, a := range c.Backup {
-		s := &server{addr: a, backup: true}
-		s.healthy.Store(true)
-		g.servers = append(g.servers, s)
+		g.servers = append(g.servers, newServer(a, true))
 	}
 	return g
+}
+
+func newServer(addr string, backup bool) *server {
+	s := &server{addr: addr, backup: backup}
+	s.healthy.Store(true) // optimistic until the first check
+	return s
 }
 
 // sameAs says whether g was built from the same config (then it is kept across a reload).
@@ -134,6 +136,9 @@ func (g *group) setHealth(s *server, up bool, err error) {
 // candidates orders the servers to try: healthy primaries by fewest active connections,
 // then healthy backups, then the unhealthy ones (a last resort, in case the checks lag).
 func (g *group) candidates() []*server {
+	if len(g.servers) == 1 {
+		return g.servers // nothing to order (and no allocation per connection)
+	}
 	out := make([]*server, len(g.servers))
 	copy(out, g.servers)
 	rank := func(s *server) int {
@@ -161,12 +166,10 @@ func (g *group) candidates() []*server {
 func (g *group) dial(ctx context.Context) (*net.TCPConn, *server, error) {
 	var errs []error
 	for _, s := range g.candidates() {
-		cctx, cancel := context.WithTimeout(ctx, g.dialTO)
-		c, err := (&net.Dialer{}).DialContext(cctx, "tcp", s.addr)
-		cancel()
+		c, err := s.dial(ctx, g.dialTO)
 		if err == nil {
 			s.active.Add(1)
-			return c.(*net.TCPConn), s, nil
+			return c, s, nil
 		}
 		s.fails.Add(1)
 		g.setHealth(s, false, err)
@@ -176,6 +179,18 @@ func (g *group) dial(ctx context.Context) (*net.TCPConn, *server, error) {
 		}
 	}
 	return nil, nil, fmt.Errorf("upstream group %s: no server reachable: %v", g.name, errs)
+}
+
+// dial connects to s within timeout. (Not Dialer.DialTCP: its netip local address cannot
+// be left out, so every dial would bind(2) to port 0 first, which is much slower than
+// connect's own choice of port.)
+func (s *server) dial(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // UpstreamStatus is one server's state.

@@ -7,8 +7,19 @@
 #   ONLY="soak"  run only the named sections (tput rate agents ingest soak; default: all)
 #   INGEST_AGENTS=500 INGEST_SYNC="interval always"  cache-mode ingestion: agents, log cache policies
 #   INGEST_DIR=/var/tmp  where the log cache of the ingestion runs lives (on disk, not tmpfs)
+#   TPUT_ROUNDS=1  rounds of the throughput runs (relays alternating within each round;
+#                  with more than one, medians and min-max per relay are printed)
+#   STREAMS="1 8"  iperf3 stream counts of the throughput runs
+#   NGINX=0        leave nginx out
+#   BASE=REV       also run the relay built from git revision REV ("base", ports 57xx) in the
+#                  throughput and rate rounds, alternating with the others (before/after)
+# Everything runs in a network namespace of its own (loopback only), created here.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+if [ -z "${PROXYBENCH_NETNS:-}" ]; then
+  exec env PROXYBENCH_NETNS=1 unshare --net -- "$0" "$@"
+fi
+ip link set lo up
 AGENTS=${AGENTS:-8000}
 DUR=${DUR:-5}
 SOAK=${SOAK:-0}
@@ -21,6 +32,11 @@ trap cleanup EXIT
 command -v iperf3 >/dev/null || { echo "iperf3 missing (apt-get install iperf3)"; exit 1; }
 command -v haproxy >/dev/null || { echo "haproxy missing"; exit 1; }
 go build -o "$T/proxybench" ./testenv/bench/proxy/proxybench
+if [ -n "${BASE:-}" ]; then
+  mkdir "$T/base"
+  git archive "$BASE" | tar -x -C "$T/base"
+  (cd "$T/base" && go build -o "$T/proxybench-base" ./testenv/bench/proxy/proxybench)
+fi
 
 # Ports: 52xx iperf3/echo servers, 53xx sitelink, 54xx haproxy, 55xx nginx.
 iperf3 -s -p 5201 >/dev/null 2>&1 & pids+=($!)
@@ -48,9 +64,13 @@ frontend echo
 backend echo
   server s 127.0.0.1:5202
 CFG
+BS=""
+if [ -n "${BASE:-}" ]; then
+  "$T/proxybench-base" relay -routes "ip=127.0.0.1:5701>127.0.0.1:5201,echo=127.0.0.1:5702>127.0.0.1:5202" & BS=$!; pids+=($BS)
+fi
 haproxy -f "$T/haproxy.cfg" -db >/dev/null 2>&1 & HA=$!; pids+=($HA)
 NG=""
-if command -v nginx >/dev/null && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+if [ "${NGINX:-1}" != 0 ] && command -v nginx >/dev/null && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
   cat > "$T/nginx.conf" <<CFG
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 2;
@@ -71,23 +91,55 @@ kill -0 "$HA" 2>/dev/null || { echo "haproxy did not start"; exit 1; }
 
 echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
 tput() { iperf3 -c 127.0.0.1 -p "$1" -t "$DUR" -P "$2" -J | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9) if "sum_received" in d.get("end",{}) else "error(%s)" % d.get("error"))'; sleep 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# summary NAME VALUES...: median and min-max of the values
+summary() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[2:] if not x.startswith("error")]; print("%s median %.2f (min %.2f, max %.2f, n=%d)" % (sys.argv[1], statistics.median(v), min(v), max(v), len(v)) if v else sys.argv[1]+" no result")' "$@"; }
+ratio() { python3 -c 'import statistics,sys; a,b=(statistics.median(float(x) for x in s.split()) for s in sys.argv[1:3]); print("%.2f" % (a/b))' "$1" "$2"; }
 if want tput; then
-echo "## relay throughput (Gbit/s, iperf3 -t $DUR)"
-for p in 1 8; do
-  line="streams=$p direct=$(tput 5201 $p) sitelink=$(tput 5301 $p) haproxy=$(tput 5401 $p)"
-  [ -n "$NG" ] && line="$line nginx=$(tput 5501 $p)"
-  echo "$line"
+TR=${TPUT_ROUNDS:-1}
+echo "## relay throughput (Gbit/s, iperf3 -t $DUR, $TR rounds; order within a round: direct sitelink haproxy${BS:+ base}${NG:+ nginx}; load average $(loadavg))"
+for p in ${STREAMS:-1 8}; do
+  declare -A res=()
+  for r in $(seq "$TR"); do
+    # Alternate which relay goes first, so neither always follows the same one.
+    order="sitelink haproxy"; [ $((r % 2)) = 0 ] && order="haproxy sitelink"
+    [ -n "$BS" ] && order="$order base"
+    [ -n "$NG" ] && order="$order nginx"
+    line="streams=$p round=$r direct=$(tput 5201 $p)"; res[direct]+=" ${line##*=}"
+    for w in $order; do
+      case $w in sitelink) port=5301;; haproxy) port=5401;; base) port=5701;; nginx) port=5501;; esac
+      v=$(tput $port $p); res[$w]+=" $v"; line="$line $w=$v"
+    done
+    echo "$line load=$(loadavg)"
+  done
+  if [ "$TR" -gt 1 ]; then
+    for w in direct sitelink haproxy ${BS:+base} ${NG:+nginx}; do summary "streams=$p $w" ${res[$w]}; done
+    echo "streams=$p sitelink/haproxy (ratio of medians) $(ratio "${res[sitelink]}" "${res[haproxy]}")${BS:+, base/haproxy $(ratio "${res[base]}" "${res[haproxy]}")}"
+  fi
+  unset res
 done
 fi
 if want rate; then
-echo "## new connections per second (connect, 100 B echo, close; 64 workers, ${DUR}s; cpu: the relay's CPU time per connection)"
+echo "## new connections per second (connect, 100 B echo, close; 64 workers, ${DUR}s; cpu: the relay's CPU time per connection; load average $(loadavg))"
 NGP=""; [ -n "$NG" ] && NGP="$NG,$(pgrep -d, -P "$NG")"
+declare -A rr=()
+rate() { local out; out=$("$T/proxybench" rate "$@"); echo "$out load=$(loadavg)"; rr[$label]+=" $(echo "$out" | awk '{print $2}')"; }
 for r in $(seq "${RATE_ROUNDS:-1}"); do
-  "$T/proxybench" rate -target 127.0.0.1:5202 -duration "${DUR}s" -label direct
-  "$T/proxybench" rate -target 127.0.0.1:5302 -duration "${DUR}s" -label sitelink -pids "$SL"
-  "$T/proxybench" rate -target 127.0.0.1:5402 -duration "${DUR}s" -label haproxy -pids "$HA"
-  [ -n "$NG" ] && "$T/proxybench" rate -target 127.0.0.1:5502 -duration "${DUR}s" -label nginx -pids "$NGP"
+  order="sitelink haproxy"; [ $((r % 2)) = 0 ] && order="haproxy sitelink"
+  for label in direct $order ${BS:+base} ${NG:+nginx}; do
+    case $label in
+      direct) rate -target 127.0.0.1:5202 -duration "${DUR}s" -label direct;;
+      sitelink) rate -target 127.0.0.1:5302 -duration "${DUR}s" -label sitelink -pids "$SL";;
+      haproxy) rate -target 127.0.0.1:5402 -duration "${DUR}s" -label haproxy -pids "$HA";;
+      base) rate -target 127.0.0.1:5702 -duration "${DUR}s" -label base -pids "$BS";;
+      nginx) rate -target 127.0.0.1:5502 -duration "${DUR}s" -label nginx -pids "$NGP";;
+    esac
+  done
 done
+if [ "${RATE_ROUNDS:-1}" -gt 1 ]; then
+  for w in direct sitelink haproxy ${BS:+base} ${NG:+nginx}; do summary "conn/s $w" ${rr[$w]}; done
+  echo "conn/s sitelink/haproxy (ratio of medians) $(ratio "${rr[sitelink]}" "${rr[haproxy]}")${BS:+, base/haproxy $(ratio "${rr[base]}" "${rr[haproxy]}")}"
+fi
 fi
 if want agents; then
 echo "## $AGENTS agents, 100 B every 3 s (latency of the round trip; RSS of the proxy process)"
