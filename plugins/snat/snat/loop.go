@@ -225,6 +225,11 @@ func (p *Plugin) subscribeLinks(ctx context.Context, kick chan string) error {
 	if err := netlink.LinkSubscribeWithOptions(updates, stop, opts); err != nil {
 		return err
 	}
+	// An interface that appeared after Start looked for it and before this subscription
+	// existed sends no event we can see: look once more now (a tunnel plugin activated
+	// at the same moment as this one creates its interface in exactly that window, and
+	// forwarding on it would otherwise wait for the recheck interval).
+	send(kick, "link monitor subscribed")
 	for {
 		select {
 		case <-ctx.Done():

@@ -126,22 +126,30 @@ func failovers(ctx context.Context, o options, prof site.VRRP, rounds int) ([]ti
 		if err != nil {
 			return nil, err
 		}
+		if o.trace && flow.DeliveredSince(time.Now().Add(-500*time.Millisecond)) == 0 {
+			fmt.Fprintf(os.Stderr, "round %d: the flow is dead before the kill\n", i+1)
+			capture(ctx, s, m)
+		}
 		at := time.Now()
 		if err := m.Kill9(ctx); err != nil {
 			return nil, err
 		}
+		captured := make(chan struct{})
+		go func() {
+			defer close(captured)
+			if !o.trace {
+				return
+			}
+			time.Sleep(1500 * time.Millisecond)
+			if flow.DeliveredSince(at.Add(500*time.Millisecond)) == 0 {
+				capture(ctx, s, m)
+			}
+		}()
 		if _, err := s.WaitSteady(ctx); err != nil {
 			return nil, err
 		}
+		<-captured
 		resumed := time.Now()
-		if o.trace && flow.DeliveredSince(at.Add(time.Second)) == 0 {
-			// Still no answer well after the backup took over: look where the flow's
-			// packets go while it is dead.
-			time.Sleep(time.Second)
-			if flow.DeliveredSince(time.Now().Add(-500*time.Millisecond)) == 0 {
-				capture(ctx, s, m)
-			}
-		}
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err = testenv.WaitFor(wctx, "the flow after failover", func() (bool, error) { return flow.DeliveredSince(resumed) > 20, nil })
 		cancel()
@@ -288,6 +296,13 @@ func capture(ctx context.Context, s *site.Site, killed *site.Connector) {
 		rt, _ := c.Host.IP(ctx, "route", "show", "table", "all")
 		addr, _ := c.Host.IP(ctx, "-br", "addr")
 		fmt.Fprintf(os.Stderr, "--- %s conntrack:\n%s--- %s routes:\n%s--- %s addresses:\n%s", c.Name, ct, c.Name, rt, c.Name, addr)
+	}
+	for _, c := range s.Connectors {
+		if c.Running() {
+			st, _ := c.Ctl(ctx, "status")
+			tu, _ := c.Ctl(ctx, "plugins", "show", "tunnel")
+			fmt.Fprintf(os.Stderr, "--- %s status:\n%s\n%s\n", c.Name, st, tu)
+		}
 	}
 	for _, g := range s.Gateways {
 		wgs, _ := g.Host.Run(ctx, "wg", "show", g.Iface)
