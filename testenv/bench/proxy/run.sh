@@ -11,6 +11,8 @@
 #                  with more than one, medians and min-max per relay are printed)
 #   STREAMS="1 8"  iperf3 stream counts of the throughput runs
 #   NGINX=0        leave nginx out
+#   HAPROXY_SPLICE=0  HAProxy without `option splice-auto` (copies through its buffers;
+#                  the default lets it splice, its fastest TCP setting)
 #   BASE=REV       also run the relay built from git revision REV ("base", ports 57xx) in the
 #                  throughput and rate rounds, alternating with the others (before/after)
 # Everything runs in a network namespace of its own (loopback only), created here.
@@ -50,6 +52,7 @@ global
   maxpipes 400
 defaults
   mode tcp
+$( [ "${HAPROXY_SPLICE:-1}" = 0 ] || echo "  option splice-auto" )
   timeout connect 5s
   timeout client 10m
   timeout server 10m
