@@ -238,57 +238,20 @@ func (d *direction) run(ctx context.Context) error {
 			_ = d.src.SetReadDeadline(time.Now().Add(d.idle))
 		}
 		bs := d.buckets()
-		if !small && len(bs) == 0 {
-			p, n, err := d.spliceIn()
+		if len(bs) == 0 {
+			n, err := d.moveOnce(!small)
 			if errors.Is(err, errNoPipe) {
 				small = true // copy through a buffer until a pipe can be made
 				continue
 			}
 			if err != nil {
-				if d.recentlyActive(err) {
-					continue
+				if n == 0 && d.recentlyActive(err) {
+					continue // an idle read deadline; a failed write is never retried
 				}
 				return err
 			}
 			if n == 0 {
 				return d.eof()
-			}
-			if d.idle > 0 {
-				_ = d.dst.SetWriteDeadline(time.Now().Add(d.idle))
-			}
-			moved, err := d.spliceOut(p, n)
-			if moved > 0 {
-				d.activity.Store(time.Now().UnixNano())
-				d.count(moved)
-			}
-			if err != nil {
-				return err
-			}
-			small = n < spliceMin
-			continue
-		}
-		if small && len(bs) == 0 {
-			bp, n, err := d.readSmall()
-			if err != nil {
-				if d.recentlyActive(err) {
-					continue
-				}
-				return err
-			}
-			if n == 0 {
-				return d.eof()
-			}
-			if d.idle > 0 {
-				_ = d.dst.SetWriteDeadline(time.Now().Add(d.idle))
-			}
-			w, err := d.dst.Write((*bp)[:n])
-			smallBufs.Put(bp)
-			if w > 0 {
-				d.activity.Store(time.Now().UnixNano())
-				d.count(w)
-			}
-			if err != nil {
-				return err
 			}
 			small = n < spliceMin
 			continue
@@ -304,15 +267,11 @@ func (d *direction) run(ctx context.Context) error {
 			// EOF: pass the half-close on, keep the other direction going.
 			return d.eof()
 		}
-		n := avail
-		if len(bs) > 0 {
-			if n, err = limit.Wait(ctx, avail, bs...); err != nil {
-				return err
-			}
+		n, err := limit.Wait(ctx, avail, bs...)
+		if err != nil {
+			return err
 		}
-		if d.idle > 0 {
-			_ = d.dst.SetWriteDeadline(time.Now().Add(d.idle))
-		}
+		d.armWrite()
 		var moved int64
 		if n >= spliceMin {
 			moved, err = d.dst.ReadFrom(&io.LimitedReader{R: d.src, N: int64(n)})
@@ -327,14 +286,57 @@ func (d *direction) run(ctx context.Context) error {
 			}
 			smallBufs.Put(bp)
 		}
-		if moved > 0 {
-			d.activity.Store(time.Now().UnixNano())
-			d.count(int(moved))
-		}
+		d.moved(int(moved))
 		if err != nil {
 			return err
 		}
 		small = moved < spliceMin
+	}
+}
+
+// moveOnce waits until src has bytes or EOF and passes what it read on to dst: through a
+// pooled pipe (splice, after a large transfer) or through a pooled buffer. It returns the
+// bytes read: 0 with a nil error is EOF, 0 with an error a failed read (errNoPipe
+// included; nothing was written), more than 0 with an error a failed write.
+func (d *direction) moveOnce(viaPipe bool) (int, error) {
+	var (
+		p   *pipe
+		bp  *[]byte
+		n   int
+		err error
+	)
+	if viaPipe {
+		p, n, err = d.spliceIn()
+	} else {
+		bp, n, err = d.readSmall()
+	}
+	if err != nil || n == 0 {
+		return n, err
+	}
+	d.armWrite()
+	var w int
+	if viaPipe {
+		w, err = d.spliceOut(p, n)
+	} else {
+		w, err = d.dst.Write((*bp)[:n])
+		smallBufs.Put(bp)
+	}
+	d.moved(w)
+	return n, err
+}
+
+// armWrite sets dst's idle deadline before a write.
+func (d *direction) armWrite() {
+	if d.idle > 0 {
+		_ = d.dst.SetWriteDeadline(time.Now().Add(d.idle))
+	}
+}
+
+// moved records n bytes written to dst.
+func (d *direction) moved(n int) {
+	if n > 0 {
+		d.activity.Store(time.Now().UnixNano())
+		d.count(n)
 	}
 }
 

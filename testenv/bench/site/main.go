@@ -135,16 +135,19 @@ func failovers(ctx context.Context, o options, prof site.VRRP, rounds int) ([]ti
 			return nil, err
 		}
 		captured := make(chan struct{})
-		go func() {
-			defer close(captured)
-			if !o.trace {
-				return
-			}
-			time.Sleep(1500 * time.Millisecond)
-			if flow.DeliveredSince(at.Add(500*time.Millisecond)) == 0 {
-				capture(ctx, s, m)
-			}
-		}()
+		if o.trace {
+			// Look while the gap lasts, not after: the steady-state check below waits
+			// as long as it does.
+			go func() {
+				defer close(captured)
+				time.Sleep(1500 * time.Millisecond)
+				if flow.DeliveredSince(at.Add(500*time.Millisecond)) == 0 {
+					capture(ctx, s, m)
+				}
+			}()
+		} else {
+			close(captured)
+		}
 		if _, err := s.WaitSteady(ctx); err != nil {
 			return nil, err
 		}
@@ -159,7 +162,7 @@ func failovers(ctx context.Context, o options, prof site.VRRP, rounds int) ([]ti
 		gap, _ := flow.Gap(at, time.Now())
 		gaps = append(gaps, gap)
 		if gap > 5*time.Second {
-			diagnose(ctx, s)
+			dumpState(ctx, s)
 		}
 		fmt.Fprintf(os.Stderr, "%s round %d: kill -9 %s: gap %v\n", prof.Name, i+1, m.Name, gap.Round(time.Millisecond))
 		if err := m.Start(ctx); err != nil {
@@ -254,19 +257,8 @@ func iperfMedian(ctx context.Context, s *site.Site, o options) (float64, error) 
 	return rates[len(rates)/2], nil
 }
 
-// diagnose prints the connectors' conntrack entries of the flow and the router's
-// neighbours to stderr, for a gap far above the profile's.
-func diagnose(ctx context.Context, s *site.Site) {
-	for _, h := range append([]*testenv.Host{s.Router}, s.Connectors[0].Host, s.Connectors[1].Host) {
-		ct, _ := h.Run(ctx, "conntrack", "-L", "-p", "udp", "--dport", fmt.Sprint(site.FlowPort))
-		neigh, _ := h.IP(ctx, "neigh")
-		fmt.Fprintf(os.Stderr, "--- %s conntrack:\n%s--- %s neighbours:\n%s", h.Name(), ct, h.Name(), neigh)
-	}
-}
-
-// capture prints, for a gap that lasts, a second of the flow's packets (and WireGuard's)
-// seen on every host of its path, the connectors' conntrack entries of the flow and
-// the gateways' WireGuard peers, to stderr.
+// capture prints, for a gap that lasts, a second of the flow's packets (and WireGuard's,
+// ARP and ICMP) seen on every host of its path, then dumpState, to stderr.
 func capture(ctx context.Context, s *site.Site, killed *site.Connector) {
 	hosts := []*testenv.Host{s.User, s.App, s.Router}
 	for _, c := range s.Connectors {
@@ -291,13 +283,18 @@ func capture(ctx context.Context, s *site.Site, killed *site.Connector) {
 	for i, h := range hosts {
 		fmt.Fprintf(os.Stderr, "--- %s tcpdump:\n%s", h.Name(), out[i])
 	}
+	dumpState(ctx, s)
+}
+
+// dumpState prints, to stderr, the connectors' conntrack entries of the flow, their
+// routes, addresses, neighbours and (while running) status and tunnel, the gateways'
+// WireGuard peers and the app's and router's neighbours.
+func dumpState(ctx context.Context, s *site.Site) {
 	for _, c := range s.Connectors {
 		ct, _ := c.Host.Run(ctx, "conntrack", "-L", "-p", "udp", "--dport", fmt.Sprint(site.FlowPort))
 		rt, _ := c.Host.IP(ctx, "route", "show", "table", "all")
 		addr, _ := c.Host.IP(ctx, "-br", "addr")
 		fmt.Fprintf(os.Stderr, "--- %s conntrack:\n%s--- %s routes:\n%s--- %s addresses:\n%s", c.Name, ct, c.Name, rt, c.Name, addr)
-	}
-	for _, c := range s.Connectors {
 		if c.Running() {
 			st, _ := c.Ctl(ctx, "status")
 			tu, _ := c.Ctl(ctx, "plugins", "show", "tunnel")
@@ -308,7 +305,7 @@ func capture(ctx context.Context, s *site.Site, killed *site.Connector) {
 		wgs, _ := g.Host.Run(ctx, "wg", "show", g.Iface)
 		fmt.Fprintf(os.Stderr, "--- %s wg:\n%s", g.Host.Name(), wgs)
 	}
-	for _, h := range []*testenv.Host{s.App, s.Router} {
+	for _, h := range []*testenv.Host{s.App, s.Router, s.Connectors[0].Host, s.Connectors[1].Host} {
 		n, _ := h.IP(ctx, "neigh")
 		fmt.Fprintf(os.Stderr, "--- %s neighbours:\n%s", h.Name(), n)
 	}
